@@ -1,0 +1,70 @@
+import {accessSync, constants, mkdirSync, statSync, writeFileSync, unlinkSync, chmodSync} from 'node:fs'
+import {homedir} from 'node:os'
+import {join, resolve} from 'node:path'
+import {unavailable, errorMessage} from '../errors.js'
+
+/** Where state lives, in the order the README documents. */
+export function resolveStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.AGENT_STATE_DIR) return resolve(env.AGENT_STATE_DIR)
+  if (canWriteOrCreate('/var/lib/agent')) return '/var/lib/agent'
+  if (env.XDG_CONFIG_HOME) return join(resolve(env.XDG_CONFIG_HOME), 'agent')
+  return join(homedir(), '.agent')
+}
+
+function canWriteOrCreate(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK)
+    return true
+  } catch {
+    try {
+      accessSync(join(dir, '..'), constants.W_OK)
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
+/** The layout of a state dir. Every path agent touches is derived here. */
+export class StatePaths {
+  constructor(readonly root: string) {}
+  get db() { return join(this.root, 'agent.db') }
+  get vms() { return join(this.root, 'vms') }
+  get persistRoot() { return join(this.root, 'persist') }
+  get logs() { return join(this.root, 'logs') }
+  /** Runtime state (`runsc --root`, `runc --root`). */
+  runtimeRoot(launcher: string) { return join(this.root, 'run', launcher) }
+  /** containers-storage, policy and registries files for buildah. */
+  get containers() { return join(this.root, 'containers') }
+  /** XDG_CONFIG_HOME handed to krunvm, so its TOML lives here. */
+  get krunvmConfigHome() { return join(this.root, 'krunvm') }
+  vmDir(id: string) { return join(this.vms, id) }
+  inDir(id: string) { return join(this.vmDir(id), 'in') }
+  outDir(id: string) { return join(this.vmDir(id), 'out') }
+  bundleDir(id: string) { return join(this.vmDir(id), 'bundle') }
+  persistDir(id: string) { return join(this.persistRoot, id) }
+}
+
+const SUBDIRS = ['vms', 'persist', 'logs'] as const
+
+/**
+ * Creates the state dir (mode 0700) and its layout, and proves it is writable.
+ * Throws an `unavailable` error that names the path and says what to do.
+ */
+export function ensureStateDir(root: string): StatePaths {
+  const fix = 'set AGENT_STATE_DIR to a writable directory (for example AGENT_STATE_DIR=$HOME/.agent)'
+  if (root.includes('\0') || root.includes('\n')) throw unavailable(`state dir ${JSON.stringify(root)} is not a valid path`, fix)
+  try {
+    mkdirSync(root, {recursive: true, mode: 0o700})
+    if (!statSync(root).isDirectory()) throw new Error('not a directory')
+    for (const sub of SUBDIRS) mkdirSync(join(root, sub), {recursive: true, mode: 0o700})
+    // root passes access(2) checks even on read-only mounts, so prove it with a write.
+    const probe = join(root, `.probe-${process.pid}`)
+    writeFileSync(probe, '')
+    unlinkSync(probe)
+    chmodSync(root, 0o700)
+  } catch (err) {
+    throw unavailable(`state dir ${root} is not usable: ${errorMessage(err)}`, fix, err)
+  }
+  return new StatePaths(root)
+}

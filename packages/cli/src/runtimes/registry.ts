@@ -1,0 +1,113 @@
+import type {Config, Interfaces} from '@oclif/core'
+import {RUNTIMES_HOOK, defineRuntime, type Runtime, type RuntimeDeclaration, type RuntimesHookOptions} from '@agent/runtime-kit'
+import {AgentError, errorMessage} from '../errors.js'
+
+export interface PluginInfo {
+  name: string
+  version: string
+  /** oclif's plugin type: core (shipped with agent), user (installed), link (linked dir). */
+  type: string
+}
+
+export interface RegisteredRuntime {
+  runtime: Runtime
+  plugin: PluginInfo
+}
+
+export interface BrokenPlugin {
+  plugin: PluginInfo
+  error: string
+}
+
+export interface RuntimeConflict {
+  /** The language or alias both claim. */
+  key: string
+  plugins: PluginInfo[]
+}
+
+// Installed and linked plugins override the ones shipped with agent, as oclif orders plugins.
+const RANK: Record<string, number> = {link: 3, user: 2, dev: 1, core: 1}
+const rank = (p: PluginInfo) => RANK[p.type] ?? 0
+const label = (p: PluginInfo) => `${p.name}@${p.version}`
+
+/** Languages contributed by plugins through the `agent:runtimes` hook, with conflicts and broken plugins. */
+export class RuntimeRegistry {
+  private readonly byKey = new Map<string, RegisteredRuntime>()
+  readonly conflicts: RuntimeConflict[] = []
+
+  constructor(
+    contributions: RegisteredRuntime[],
+    readonly broken: BrokenPlugin[],
+  ) {
+    const claims = new Map<string, RegisteredRuntime[]>()
+    for (const c of contributions)
+      for (const key of [c.runtime.language, ...c.runtime.aliases]) claims.set(key, [...(claims.get(key) ?? []), c])
+    const lost = new Set<RegisteredRuntime>()
+    for (const [key, all] of claims) {
+      const top = Math.max(...all.map((c) => rank(c.plugin)))
+      let best = all.filter((c) => rank(c.plugin) === top)
+      if (best.length > 1) {
+        const preferred = best.filter((c) => c.runtime.preferred)
+        if (preferred.length === 1) best = preferred
+      }
+      if (best.length > 1) {
+        this.conflicts.push({key, plugins: best.map((c) => c.plugin)})
+        continue
+      }
+      this.byKey.set(key, best[0])
+      for (const c of all) if (c !== best[0]) lost.add(c)
+    }
+  }
+
+  /** Each usable runtime once, sorted by language. */
+  get runtimes(): RegisteredRuntime[] {
+    return [...new Set(this.byKey.values())].sort((a, b) => a.runtime.language.localeCompare(b.runtime.language))
+  }
+
+  find(languageOrAlias: string): RegisteredRuntime | undefined {
+    return this.byKey.get(languageOrAlias.toLowerCase())
+  }
+
+  /** The runtime for a language, or a usage error that lists what is available and how to add more. */
+  require(languageOrAlias: string): RegisteredRuntime {
+    const key = languageOrAlias.toLowerCase()
+    const found = this.byKey.get(key)
+    if (found) return found
+    const clash = this.conflicts.find((c) => c.key === key)
+    if (clash) {
+      throw new AgentError('conflict', `language "${key}" is claimed by more than one plugin: ${clash.plugins.map(label).join(' and ')}`, {
+        hint: 'uninstall one of them (`agent plugins uninstall NAME`), or mark one `preferred: true` in its runtime declaration',
+      })
+    }
+    const names = this.runtimes.map((r) => [r.runtime.language, ...r.runtime.aliases].join('|')).join(', ')
+    const broken = this.broken.length ? `; broken plugins: ${this.broken.map((b) => label(b.plugin)).join(', ')}` : ''
+    throw new AgentError('usage', `unknown language "${languageOrAlias}". Available: ${names || 'none'}${broken}`, {
+      hint: 'add a language with `agent plugins install <runtime-plugin>` (see `agent runtimes`)',
+    })
+  }
+}
+
+function info(p: Interfaces.Plugin): PluginInfo {
+  return {name: p.name, version: p.version, type: p.type}
+}
+
+/** Gathers runtime declarations from every plugin's `agent:runtimes` hook. A throwing hook marks its plugin broken. */
+export async function loadRuntimes(config: Config): Promise<RuntimeRegistry> {
+  const opts: RuntimesHookOptions = {apiVersion: 1}
+  const res = await config.runHook(RUNTIMES_HOOK as never, opts as never, 10_000, true)
+  const contributions: RegisteredRuntime[] = []
+  const broken: BrokenPlugin[] = res.failures.map((f) => ({plugin: info(f.plugin), error: errorMessage(f.error)}))
+  for (const s of res.successes) {
+    const plugin = info(s.plugin)
+    const decls = ([] as unknown[]).concat(s.result ?? [])
+    try {
+      const defined = decls.map((d) => defineRuntime(d as RuntimeDeclaration))
+      contributions.push(...defined.map((runtime) => ({runtime, plugin})))
+    } catch (err) {
+      broken.push({plugin, error: errorMessage(err)})
+    }
+  }
+  return new RuntimeRegistry(contributions, broken)
+}
+
+export {label as pluginLabel}

@@ -1,0 +1,4 @@
+import {CreateVm1764480000000} from './1764480000000-create-vm.js'
+
+/** Every migration, oldest first. Never edit one that has shipped: add a new one. */
+export const migrations = [CreateVm1764480000000]

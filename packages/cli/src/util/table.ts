@@ -1,0 +1,6 @@
+/** A plain left-aligned text table: no colours, so it pipes cleanly. */
+export function renderTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()
+  return [line(headers), ...rows.map(line)].join('\n')
+}
