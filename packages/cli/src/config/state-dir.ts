@@ -48,6 +48,23 @@ export class StatePaths {
 const SUBDIRS = ['vms', 'persist', 'logs'] as const
 
 /**
+ * mkdir -p, one component at a time. Node 20's recursive mkdirSync spins forever on paths
+ * such as /proc/x, where mkdir keeps failing with ENOENT.
+ */
+export function mkdirp(dir: string, mode = 0o700): void {
+  const parts = resolve(dir).split('/').filter(Boolean)
+  let cur = ''
+  for (const part of parts) {
+    cur += `/${part}`
+    try {
+      mkdirSync(cur, {mode})
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+  }
+}
+
+/**
  * Creates the state dir (mode 0700) and its layout, and proves it is writable.
  * Throws an `unavailable` error that names the path and says what to do.
  */
@@ -55,9 +72,9 @@ export function ensureStateDir(root: string): StatePaths {
   const fix = 'set AGENT_STATE_DIR to a writable directory (for example AGENT_STATE_DIR=$HOME/.agent)'
   if (root.includes('\0') || root.includes('\n')) throw unavailable(`state dir ${JSON.stringify(root)} is not a valid path`, fix)
   try {
-    mkdirSync(root, {recursive: true, mode: 0o700})
+    mkdirp(root)
     if (!statSync(root).isDirectory()) throw new Error('not a directory')
-    for (const sub of SUBDIRS) mkdirSync(join(root, sub), {recursive: true, mode: 0o700})
+    for (const sub of SUBDIRS) mkdirp(join(root, sub))
     // root passes access(2) checks even on read-only mounts, so prove it with a write.
     const probe = join(root, `.probe-${process.pid}`)
     writeFileSync(probe, '')
