@@ -1,0 +1,30 @@
+import {Args, Flags} from '@oclif/core'
+import {AgentCommand} from '../../base-command.js'
+import type {BuildResult} from '../../services/image-service.js'
+
+export default class ImageBuild extends AgentCommand<typeof ImageBuild> {
+  static override summary = 'Build a language image offline, from Debian packages.'
+  static override description = `Builds the shared Debian base (localhost/agent/debian:bookworm, debootstrap from AGENT_APT_MIRROR, default http://deb.debian.org/debian) when it is missing, then the language image from the runtime plugin's Containerfile, tagged localhost/agent/<language>:latest.
+New VMs of that language boot from it instead of pulling the official image. A second run is quick: the base is kept and the layer cache reused (--no-cache rebuilds the language image).`
+  static override examples = ['<%= config.bin %> image build python', '<%= config.bin %> image build node --no-cache', '<%= config.bin %> image build golang --json']
+  static override args = {
+    language: Args.string({required: true, description: 'Language (or alias) whose image to build; see `agent runtimes`.'}),
+  }
+  static override flags = {
+    'no-cache': Flags.boolean({summary: 'Rebuild the language image without the layer cache (the base is kept).'}),
+  }
+
+  async run(): Promise<BuildResult> {
+    const [{loadRuntimes}, {Buildah}, {imageStore}, {buildWithProgress}] = await Promise.all([
+      import('../../runtimes/registry.js'),
+      import('../../images/buildah.js'),
+      import('../../images/storage.js'),
+      import('../../services/image-service.js'),
+    ])
+    const {runtime} = (await loadRuntimes(this.config)).require(this.args.language)
+    const buildah = new Buildah(imageStore(this.paths.root))
+    const res = await buildWithProgress({buildah, runtime, noCache: this.flags['no-cache']})
+    this.out(`${res.image} ${res.built ? 'built' : 'is up to date (cached)'} in ${(res.durationMs / 1000).toFixed(1)}s (base ${res.base}${res.baseBuilt ? ', built' : ''})`)
+    return res
+  }
+}

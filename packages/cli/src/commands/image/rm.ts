@@ -1,0 +1,24 @@
+import {Args} from '@oclif/core'
+import {AgentCommand} from '../../base-command.js'
+
+export default class ImageRm extends AgentCommand<typeof ImageRm> {
+  static override summary = 'Remove an image from the image store.'
+  static override examples = ['<%= config.bin %> image rm localhost/agent/python:latest']
+  static override aliases = ['image:remove']
+  static override args = {
+    ref: Args.string({required: true, description: 'Image reference or id (see `agent image list`).'}),
+  }
+
+  async run(): Promise<{removed: string}> {
+    const [{Buildah}, {imageStore}, {removeImage}, {checkImageRef}] = await Promise.all([
+      import('../../images/buildah.js'),
+      import('../../images/storage.js'),
+      import('../../services/image-service.js'),
+      import('../../images/resolve.js'),
+    ])
+    const ref = checkImageRef(this.args.ref)
+    const res = await removeImage(new Buildah(imageStore(this.paths.root)), ref)
+    this.out(`removed ${res.removed}`)
+    return res
+  }
+}
