@@ -1,0 +1,131 @@
+import {ExitCode, GuestExit, usageError} from '../errors.js'
+import type {ExecResult} from '../launchers/launcher.js'
+import {logger} from '../logging/logger.js'
+import type {ServiceContext} from '../services/context.js'
+import {describeExit, execVm, listVms, resolveVm, type ExecOptions} from '../services/vm-service.js'
+import {fanout} from '../services/fanout.js'
+import {parseEnv} from '../util/validate.js'
+import type {VmRecord} from '../state/vm-record.js'
+
+/** Per-VM output is capped in capture mode (fan-out and --json); see README "Output limits". */
+export const MAX_CAPTURE_BYTES = 1024 * 1024
+
+export interface ExecJson {
+  id: string
+  language: string | null
+  exitCode: number | null
+  stdout: string
+  stderr: string
+  stdoutTruncated: boolean
+  stderrTruncated: boolean
+  timedOut: boolean
+  oom: boolean
+  durationMs: number
+  error: string | null
+}
+
+export interface ExecCommandInput {
+  vm?: string[]
+  all?: boolean
+  concurrency?: number
+  cmd?: string
+  hello?: boolean
+  env?: string[]
+  workdir?: string
+  timeout: number
+  file?: string[]
+  out?: string
+  json: boolean
+}
+
+/**
+ * `vm exec` and `vm run`: one VM streams plainly and exits with the guest's code;
+ * several run concurrently under listr2 and exit 0 only if every one succeeded.
+ */
+export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInput, print: (s: string) => void): Promise<ExecJson[]> {
+  if (!input.vm?.length && !input.all) throw usageError('say which VMs: --vm ID (repeatable) or --all')
+  const env = parseEnv(input.env)
+  const base: Omit<ExecOptions, 'output'> = {cmd: input.cmd, hello: input.hello, files: input.file, env, workdir: input.workdir, timeoutSec: input.timeout, outDir: input.out}
+  const refs = input.all ? (await listVms(ctx, {status: 'running'})).map((v) => v.id) : [...new Set(input.vm)]
+  if (refs.length === 0) {
+    logger().info('no running VMs: nothing to do')
+    return []
+  }
+  if (refs.length === 1 && !input.all) {
+    const ref = refs[0]
+    if (input.json) {
+      const {vm, result} = await execVm(ctx, ref, {...base, output: 'capture', maxCaptureBytes: MAX_CAPTURE_BYTES})
+      const doc = toJson(vm.id, vm, result)
+      const why = describeExit(vm, result, input.timeout)
+      if (why) logger().error(why)
+      if (result.exitCode !== 0) {
+        print(JSON.stringify([doc], null, 2))
+        throw new GuestExit(result.exitCode)
+      }
+      return [doc]
+    }
+    const stdin = process.stdin.isTTY ? undefined : 'inherit'
+    const {vm, result} = await execVm(ctx, ref, {...base, output: 'inherit', stdin})
+    const why = describeExit(vm, result, input.timeout)
+    if (why) logger().error(why)
+    if (result.exitCode !== 0) throw new GuestExit(result.exitCode)
+    return [toJson(vm.id, vm, result)]
+  }
+
+  const vms = new Map<string, VmRecord>()
+  const outcomes = await fanout(
+    refs,
+    async (ref, task) => {
+      const vm = await resolveVm(ctx, ref)
+      vms.set(ref, vm)
+      task.title(`${vm.id} (${vm.language}) running`)
+      const {result} = await execVm(ctx, vm, {...base, output: 'capture', maxCaptureBytes: MAX_CAPTURE_BYTES})
+      return result
+    },
+    {
+      concurrency: input.concurrency,
+      signal: ctx.signal,
+      title: (ref) => `${ref}: waiting`,
+      done: (ref, r) => {
+        const vm = vms.get(ref)!
+        const label = `${vm.id} (${vm.language})`
+        if (r.exitCode === 0) return {title: `${label} exit 0`}
+        return {title: `${label} exit ${r.exitCode}`, failure: describeExit(vm, r, input.timeout) ?? `exit ${r.exitCode}`}
+      },
+    },
+  )
+  const docs = outcomes.map((o) => toJson(o.ref, vms.get(o.ref), o.value, o.error))
+  if (!input.json) {
+    for (const d of docs) {
+      print(`=== ${d.id}${d.language ? ` (${d.language})` : ''}: ${d.error ? `FAILED: ${d.error}` : `exit ${d.exitCode}`}`)
+      if (d.stdout) print(d.stdout.replace(/\n$/, '') + (d.stdoutTruncated ? `\n[stdout truncated at ${MAX_CAPTURE_BYTES} bytes]` : ''))
+      if (d.stderr) print(`[stderr]\n${d.stderr.replace(/\n$/, '')}${d.stderrTruncated ? `\n[stderr truncated at ${MAX_CAPTURE_BYTES} bytes]` : ''}`)
+    }
+  }
+  failIfAny(docs.filter((d) => d.error || d.exitCode !== 0).map((d) => `${d.id}: ${d.error ?? `exit ${d.exitCode}`}`), refs.length, input.json ? () => print(JSON.stringify(docs, null, 2)) : undefined)
+  return docs
+}
+
+/** Ends a fan-out with a summary naming each VM that failed. */
+export function failIfAny(failures: string[], total: number, beforeThrow?: () => void): void {
+  if (failures.length === 0) return
+  beforeThrow?.()
+  const interrupted = failures.some((f) => /interrupted/.test(f))
+  throw new GuestExit(interrupted ? ExitCode.Interrupted : ExitCode.GuestFailed, `${failures.length} of ${total} VMs failed: ${failures.join('; ')}`)
+}
+
+function toJson(ref: string, vm: VmRecord | undefined, r: ExecResult | undefined, error?: string): ExecJson {
+  return {
+    id: vm?.id ?? ref,
+    language: vm?.language ?? null,
+    exitCode: r?.exitCode ?? null,
+    stdout: r?.stdout ?? '',
+    stderr: r?.stderr ?? '',
+    stdoutTruncated: r?.stdoutTruncated ?? false,
+    stderrTruncated: r?.stderrTruncated ?? false,
+    timedOut: r?.timedOut ?? false,
+    oom: r?.oom ?? false,
+    durationMs: Math.round(r?.durationMs ?? 0),
+    error: error ?? (vm && r ? (describeExit(vm, r, 0) ? (r.timedOut ? 'timed out' : 'out of memory') : null) : null),
+  }
+}

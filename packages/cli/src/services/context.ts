@@ -1,0 +1,48 @@
+import type {Config} from '@oclif/core'
+import {existsSync} from 'node:fs'
+import {dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import type {StatePaths} from '../config/state-dir.js'
+import {Buildah} from '../images/buildah.js'
+import {imageStore} from '../images/storage.js'
+import type {LaunchContext} from '../launchers/launcher.js'
+import {loadRuntimes, type RuntimeRegistry} from '../runtimes/registry.js'
+import type {VmRepository} from '../state/vm-repository.js'
+import {unavailable} from '../errors.js'
+
+/** What services need from the outside world; commands build it, tests can build their own. */
+export interface ServiceContext {
+  paths: StatePaths
+  repo: VmRepository
+  config: Config
+  buildah: Buildah
+  runtimes(): Promise<RuntimeRegistry>
+  /** Aborted on Ctrl-C. */
+  signal?: AbortSignal
+  /** Progress lines for humans (stderr). */
+  info(msg: string): void
+}
+
+export function makeContext(o: {paths: StatePaths; repo: VmRepository; config: Config; signal?: AbortSignal; info(msg: string): void}): ServiceContext {
+  let registry: Promise<RuntimeRegistry> | undefined
+  return {
+    ...o,
+    buildah: new Buildah(imageStore(o.paths.root)),
+    runtimes: () => (registry ??= loadRuntimes(o.config)),
+  }
+}
+
+/** The built guest dir (holds the static agent-init), bind-mounted read-only at /.agent in every VM. */
+export function guestDir(): string {
+  const dir = process.env.AGENT_GUEST_DIR
+    ? resolve(process.env.AGENT_GUEST_DIR)
+    : join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'guest', 'bin')
+  if (!existsSync(join(dir, 'agent-init'))) {
+    throw unavailable(`the guest init is not built (looked for ${join(dir, 'agent-init')})`, 'run `npm run build` in the agent checkout, or set AGENT_GUEST_DIR')
+  }
+  return dir
+}
+
+export function launchContext(ctx: ServiceContext, env: Readonly<Record<string, string>>, persistDir?: string, step?: (s: string) => void): LaunchContext {
+  return {paths: ctx.paths, guestDir: guestDir(), env, persistDir, step}
+}

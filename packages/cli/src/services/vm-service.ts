@@ -1,0 +1,354 @@
+import {randomBytes} from 'node:crypto'
+import {existsSync, mkdirSync, readdirSync, renameSync, rmSync} from 'node:fs'
+import {fileRunArgv, type Runtime} from '@agent/runtime-kit'
+import {AgentError, conflict, errorMessage, usageError} from '../errors.js'
+import {chooseImage, ensureImage} from '../images/resolve.js'
+import type {ExecRequest, ExecResult, Launcher, RuntimeState} from '../launchers/launcher.js'
+import {chooseLauncher, launcher as launcherByName, unusable} from '../launchers/select.js'
+import {logger} from '../logging/logger.js'
+import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
+import type {ListOptions} from '../state/vm-repository.js'
+import {LAUNCHER_NAMES, type LauncherName, type NetworkMode, type VmRecord} from '../state/vm-record.js'
+import {checkInputFiles, copyInputFiles, copyOutputs} from '../util/files.js'
+import {checkLimits, checkName, checkVmRef} from '../util/validate.js'
+import {launchContext, type ServiceContext} from './context.js'
+
+export interface CreateOptions {
+  language: string
+  image?: string
+  cpus: number
+  memoryMib: number
+  diskMib: number
+  pids: number
+  network: NetworkMode
+  persist: boolean
+  /** Attach the persist dir kept by `clean --keep-persist` of this earlier VM. */
+  persistFrom?: string
+  name?: string
+  runtime?: string
+}
+
+export interface CreateResult {
+  vm: VmRecord
+  imageReason: string
+  launcherReason: string
+}
+
+/** Pid of the agent process that owns a transient state, and whether it is still alive. */
+function alive(pid: number | null): boolean {
+  if (!pid) return false
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export async function resolveVm(ctx: ServiceContext, ref: string): Promise<VmRecord> {
+  return ctx.repo.resolve(checkVmRef(ref))
+}
+
+async function runtimeFor(ctx: ServiceContext, vm: Pick<VmRecord, 'language' | 'id'>): Promise<RegisteredRuntime> {
+  const reg = await ctx.runtimes()
+  const found = reg.find(vm.language)
+  if (!found)
+    throw new AgentError('unavailable', `VM ${vm.id} is ${vm.language}, but no installed plugin provides that language any more`, {
+      hint: 'reinstall the runtime plugin (`agent plugins install ...`), or clean the VM',
+    })
+  return found
+}
+
+/** Creates and boots a VM. On failure at any step, everything made so far is removed and the error names the step. */
+export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<CreateResult> {
+  checkLimits(o)
+  if (o.name !== undefined) checkName(o.name)
+  if (o.persistFrom !== undefined) checkVmRef(o.persistFrom, 'VM id for --persist-from')
+  const reg = await ctx.runtimes()
+  const {runtime, plugin} = reg.require(o.language)
+  const {launcher, reason: launcherReason} = await chooseLauncher(o.runtime)
+  if (o.network === 'none' && launcher.name === 'krunvm') {
+    // krunvm's TSI networking cannot be switched off; never hand out network silently.
+    throw usageError(
+      'krunvm cannot run a VM without network: libkrun gives the guest the host\'s sockets (TSI) and krunvm has no switch to turn that off',
+      'use `--network allow_all` with krunvm, or `--runtime gvisor` for a VM with no network',
+    )
+  }
+  const persistFromDir = o.persistFrom ? ctx.paths.persistDir(o.persistFrom) : undefined
+  if (persistFromDir) {
+    if (await ctx.repo.get(o.persistFrom!)) throw conflict(`VM ${o.persistFrom} still exists; its persist dir can only be attached after \`agent vm clean --keep-persist ${o.persistFrom}\``)
+    if (!existsSync(persistFromDir)) throw usageError(`no kept persist dir for ${o.persistFrom} (looked in ${persistFromDir})`)
+  }
+  const choice = await chooseImage({language: runtime.language, runtime, flagImage: o.image, buildah: ctx.buildah, stateRoot: ctx.paths.root})
+  ctx.info(`image ${choice.image} (${choice.reason})`)
+  await ensureImage(choice, ctx.buildah, runtime.language)
+
+  const now = new Date()
+  let vm: VmRecord = {
+    id: `${runtime.language}-${randomBytes(4).toString('hex')}`,
+    name: o.name ?? null,
+    language: runtime.language,
+    plugin: pluginLabel(plugin),
+    image: choice.image,
+    imageSource: choice.source,
+    launcher: launcher.name,
+    cpus: o.cpus,
+    memoryMib: o.memoryMib,
+    diskMib: o.diskMib,
+    pids: o.pids,
+    network: o.network,
+    persist: o.persist || Boolean(o.persistFrom),
+    status: 'creating',
+    containerRef: null,
+    rootfsRef: null,
+    bundleRef: null,
+    ownerPid: process.pid,
+    createdAt: now,
+    updatedAt: now,
+    lastError: null,
+  }
+  await ctx.repo.insert(vm)
+  let step = 'preparing directories'
+  const persistDir = vm.persist ? ctx.paths.persistDir(vm.id) : undefined
+  const lctx = launchContext(ctx, runtime.env, persistDir, (s) => {
+    step = s
+    logger().debug(`${vm.id}: ${s}`)
+  })
+  try {
+    mkdirSync(ctx.paths.inDir(vm.id), {recursive: true, mode: 0o700})
+    if (persistDir) {
+      if (persistFromDir) renameSync(persistFromDir, persistDir)
+      else mkdirSync(persistDir, {recursive: true, mode: 0o700})
+    }
+    await testHook('create')
+    ctx.signal?.throwIfAborted()
+    const refs = await launcher.create(vm, lctx)
+    ctx.signal?.throwIfAborted()
+    step = 'recording the VM'
+    vm = await ctx.repo.transition(vm.id, ['creating'], 'running', {...refs, ownerPid: null})
+    return {vm, imageReason: choice.reason, launcherReason}
+  } catch (err) {
+    logger().debug(`${vm.id}: create failed at ${step}, rolling back: ${errorMessage(err)}`)
+    await launcher.remove(vm, lctx).catch((e) => logger().warn(`rollback of ${vm.id}: ${errorMessage(e)}`))
+    rmSync(ctx.paths.vmDir(vm.id), {recursive: true, force: true})
+    if (persistDir && existsSync(persistDir)) {
+      if (persistFromDir) renameSync(persistDir, persistFromDir)
+      else rmSync(persistDir, {recursive: true, force: true})
+    }
+    await ctx.repo.delete(vm.id).catch(() => undefined)
+    if (err instanceof AgentError) throw new AgentError(err.kind, `vm create failed while ${step}: ${err.message}`, {hint: err.hint, cause: err})
+    throw new AgentError('internal', `vm create failed while ${step}: ${errorMessage(err)}`, {cause: err})
+  }
+}
+
+/** Lets fault-injection tests stop agent at a chosen point (AGENT_TEST_PAUSE=create:2000). */
+async function testHook(point: string): Promise<void> {
+  const spec = process.env.AGENT_TEST_PAUSE
+  if (!spec) return
+  const [at, ms] = spec.split(':')
+  if (at === point) {
+    process.stderr.write(`agent: test pause at ${point}\n`)
+    await new Promise((r) => setTimeout(r, Number(ms) || 1000))
+  }
+}
+
+/** Lists VMs after reconciling the database with what each runtime reports. */
+export async function listVms(ctx: ServiceContext, opts: ListOptions = {}): Promise<VmRecord[]> {
+  const rows = await ctx.repo.list({all: true})
+  const byLauncher = new Map<LauncherName, VmRecord[]>()
+  for (const vm of rows) {
+    if ((vm.status === 'creating' || vm.status === 'cleaning') && !alive(vm.ownerPid)) {
+      const was = vm.status
+      Object.assign(vm, await ctx.repo.update(vm.id, {status: 'failed', ownerPid: null, lastError: `agent (pid ${vm.ownerPid}) died while ${was === 'creating' ? 'creating' : 'cleaning'} this VM`}))
+      continue
+    }
+    if (vm.status === 'running' || vm.status === 'stopped' || vm.status === 'missing') {
+      if (!byLauncher.has(vm.launcher)) byLauncher.set(vm.launcher, [])
+      byLauncher.get(vm.launcher)!.push(vm)
+    }
+  }
+  for (const [name, vms] of byLauncher) {
+    let states: Map<string, RuntimeState>
+    try {
+      const l = await launcherByName(name)
+      states = await l.status(vms, {paths: ctx.paths})
+    } catch (err) {
+      logger().warn(`cannot ask ${name} for VM states: ${errorMessage(err)}`)
+      continue
+    }
+    for (const vm of vms) {
+      const seen = states.get(vm.id)
+      if (seen && seen !== vm.status) {
+        logger().debug(`${vm.id}: database says ${vm.status}, ${name} says ${seen}`)
+        Object.assign(vm, await ctx.repo.update(vm.id, {status: seen, lastError: seen === 'running' ? vm.lastError : `${name} reported the sandbox ${seen}`}))
+      }
+    }
+  }
+  if (opts.status) return rows.filter((v) => v.status === opts.status)
+  if (opts.all) return rows
+  return rows.filter((v) => v.status === 'running' || v.status === 'creating')
+}
+
+export async function stopVm(ctx: ServiceContext, ref: string): Promise<VmRecord> {
+  const vm = await resolveVm(ctx, ref)
+  if (vm.status === 'stopped') return vm
+  const l = await launcherFor(vm)
+  const {runtime} = await runtimeFor(ctx, vm).catch(() => ({runtime: undefined}))
+  await l.stop(vm, launchContext(ctx, runtime?.env ?? {}, vm.persist ? ctx.paths.persistDir(vm.id) : undefined))
+  return ctx.repo.transition(vm.id, ['running', 'stopped', 'failed', 'missing'], 'stopped', {ownerPid: null})
+}
+
+export async function startVm(ctx: ServiceContext, ref: string): Promise<VmRecord> {
+  const vm = await resolveVm(ctx, ref)
+  if (vm.status === 'running') return vm
+  if (vm.status !== 'stopped') throw conflict(`VM ${vm.id} is ${vm.status} and cannot be started`, vm.status === 'missing' || vm.status === 'failed' ? `clean it with \`agent vm clean ${vm.id}\`` : undefined)
+  const l = await launcherFor(vm)
+  const {runtime} = await runtimeFor(ctx, vm)
+  await l.start(vm, launchContext(ctx, runtime.env, vm.persist ? ctx.paths.persistDir(vm.id) : undefined))
+  return ctx.repo.transition(vm.id, ['stopped'], 'running', {lastError: null})
+}
+
+async function launcherFor(vm: VmRecord): Promise<Launcher> {
+  const l = await launcherByName(vm.launcher)
+  const a = await l.available()
+  if (!a.ok) throw unusable(l.name, a)
+  return l
+}
+
+export interface CleanResult {
+  id: string
+  keptPersist: string | null
+}
+
+/** Removes a VM completely: sandbox, working container, dirs, persist dir (unless kept), then the row. */
+export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = false): Promise<CleanResult> {
+  const found = await resolveVm(ctx, ref)
+  if ((found.status === 'creating' || found.status === 'cleaning') && alive(found.ownerPid) && found.ownerPid !== process.pid) {
+    throw conflict(`VM ${found.id} is being ${found.status === 'creating' ? 'created' : 'cleaned'} by agent pid ${found.ownerPid}`, 'wait for it to finish')
+  }
+  // A missing binary must fail before anything is touched, so no data is lost.
+  const l = await launcherFor(found)
+  const vm = await ctx.repo.transition(found.id, ['running', 'stopped', 'failed', 'missing', 'creating', 'cleaning'], 'cleaning', {ownerPid: process.pid})
+  try {
+    await testHook('clean')
+    await l.remove(vm, launchContext(ctx, {}, undefined))
+    rmSync(ctx.paths.vmDir(vm.id), {recursive: true, force: true})
+    const persistDir = ctx.paths.persistDir(vm.id)
+    const kept = keepPersist && existsSync(persistDir)
+    if (!kept) rmSync(persistDir, {recursive: true, force: true})
+    await ctx.repo.delete(vm.id)
+    return {id: vm.id, keptPersist: kept ? persistDir : null}
+  } catch (err) {
+    await ctx.repo.update(vm.id, {status: 'failed', ownerPid: null, lastError: `clean failed: ${errorMessage(err)}`}).catch(() => undefined)
+    throw err
+  }
+}
+
+/**
+ * Leftovers with no database row (an agent killed between making a resource and recording it):
+ * VM dirs and working containers named after an id. Each is removed through every launcher that
+ * could have made it; all launcher removals are idempotent.
+ */
+export async function sweepOrphans(ctx: ServiceContext): Promise<string[]> {
+  const ids = new Set<string>()
+  if (existsSync(ctx.paths.vms)) for (const d of readdirSync(ctx.paths.vms)) ids.add(d)
+  try {
+    for (const c of await ctx.buildah.containers()) if (c.name.startsWith('agent-')) ids.add(c.name.slice('agent-'.length))
+  } catch (err) {
+    logger().debug(`orphan sweep: cannot list buildah containers: ${errorMessage(err)}`)
+  }
+  const removed: string[] = []
+  for (const id of ids) {
+    if (!/^[a-z][a-z0-9-]*-[0-9a-f]{8}$/.test(id) || (await ctx.repo.get(id))) continue
+    const stub = orphanRecord(id)
+    for (const name of LAUNCHER_NAMES) {
+      if (name === 'krunvm') continue
+      const l = await launcherByName(name)
+      if (!(await l.available()).ok) continue
+      await l.remove({...stub, launcher: name}, launchContext(ctx, {}, undefined)).catch((e) => logger().warn(`orphan ${id} (${name}): ${errorMessage(e)}`))
+    }
+    rmSync(ctx.paths.vmDir(id), {recursive: true, force: true})
+    removed.push(id)
+  }
+  return removed
+}
+
+function orphanRecord(id: string): VmRecord {
+  const now = new Date()
+  return {
+    id, name: null, language: id.replace(/-[0-9a-f]{8}$/, ''), plugin: '', image: '', imageSource: '', launcher: 'gvisor',
+    cpus: 1, memoryMib: 256, diskMib: 1024, pids: 256, network: 'none', persist: false, status: 'failed',
+    containerRef: `agent-${id}`, rootfsRef: null, bundleRef: null, ownerPid: null, createdAt: now, updatedAt: now, lastError: null,
+  }
+}
+
+export interface ExecOptions {
+  /** A shell command line, run with /bin/sh -c in the guest. */
+  cmd?: string
+  /** Run the runtime's hello. */
+  hello?: boolean
+  /** Host files copied into /in (base name only). */
+  files?: string[]
+  env?: Record<string, string>
+  workdir?: string
+  timeoutSec: number
+  /** Copy /out back here afterwards. */
+  outDir?: string
+  stdin?: ExecRequest['stdin']
+  output: ExecRequest['output']
+  maxCaptureBytes?: number
+  onOutput?: ExecRequest['onOutput']
+  signal?: AbortSignal
+}
+
+/** What to run, decided before anything touches the VM. */
+export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hello'>, fileNames: string[]): string[] {
+  if (o.hello) return [...runtime.hello]
+  if (o.cmd !== undefined) {
+    if (o.cmd.includes('\0')) throw usageError('--cmd must not contain NUL bytes')
+    return ['/bin/sh', '-c', o.cmd]
+  }
+  if (fileNames.length > 0) return fileRunArgv(runtime, `/in/${fileNames[0]}`)
+  throw usageError('nothing to run: give --cmd, --hello, or --file with a file the runtime knows how to run')
+}
+
+export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o: ExecOptions): Promise<{vm: VmRecord; result: ExecResult}> {
+  const vm = typeof vmOrRef === 'string' ? await resolveVm(ctx, vmOrRef) : vmOrRef
+  const files = checkInputFiles(o.files ?? [])
+  const {runtime} = await runtimeFor(ctx, vm)
+  const argv = commandArgv(runtime, o, files.map((f) => f.name))
+  if (vm.status !== 'running') {
+    throw conflict(`VM ${vm.id} is ${vm.status}, not running`, vm.status === 'stopped' ? `start it with \`agent vm start ${vm.id}\`` : `clean it with \`agent vm clean ${vm.id}\``)
+  }
+  const l = await launcherByName(vm.launcher)
+  if (files.length > 0) {
+    if (!l.supportsFiles)
+      throw new AgentError('unavailable', `VM ${vm.id} (${vm.launcher}) has no guest volumes, so --file cannot reach it`, {
+        hint: 'set AGENT_ENABLE_GUEST_VOLUMES=1 when creating krunvm VMs, or pass code with --cmd',
+      })
+    copyInputFiles(files, ctx.paths.inDir(vm.id))
+  }
+  const lctx = launchContext(ctx, runtime.env, vm.persist ? ctx.paths.persistDir(vm.id) : undefined)
+  await testHook('exec')
+  const result = await l.exec(vm, lctx, {
+    argv,
+    env: o.env,
+    workdir: o.workdir,
+    timeoutSec: o.timeoutSec,
+    stdin: o.stdin,
+    output: o.output,
+    maxCaptureBytes: o.maxCaptureBytes,
+    onOutput: o.onOutput,
+    signal: o.signal ?? ctx.signal,
+  })
+  if (o.outDir) copyOutputs(ctx.paths.outDir(vm.id), o.outDir)
+  return {vm, result}
+}
+
+/** A one-line explanation for exit codes agent itself caused. */
+export function describeExit(vm: VmRecord, r: ExecResult, timeoutSec: number): string | undefined {
+  if (r.timedOut) return `command in ${vm.id} timed out after ${timeoutSec}s and was killed (exit 124)`
+  if (r.oom) return `command in ${vm.id} ran out of memory: it was killed for exceeding the ${vm.memoryMib} MiB limit (exit 137)`
+  return undefined
+}
