@@ -30,6 +30,7 @@ export async function agent(args: string[], opts: RunOptions = {}): Promise<Agen
     env: {NO_COLOR: '1', ...opts.env},
     extendEnv: true,
     reject: false,
+    stripFinalNewline: false,
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
     timeout: opts.timeoutMs ?? 170_000,
