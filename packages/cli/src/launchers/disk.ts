@@ -1,0 +1,145 @@
+/**
+ * The VM's bounded disk and root filesystem, all derived from the VM dir:
+ *
+ *   <vmDir>/disk.img   sparse ext4 image of --disk MiB: the only place guest writes land
+ *   <vmDir>/disk/      its loop mount: upper/ work/ (overlay), out/ (/out), tmp/ (/tmp)
+ *   <vmDir>/rootfs/    overlay: lower = buildah's mount of the image, upper on the disk
+ *   <vmDir>/out        symlink -> disk/out, so paths.outDir(id) reads results back as long
+ *                      as the disk is mounted (stop keeps it mounted; start re-mounts it)
+ *
+ * A full disk gives ENOSPC inside the guest and the image file can never outgrow its size.
+ */
+import {execa} from 'execa'
+import {existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, symlinkSync, chmodSync, unlinkSync} from 'node:fs'
+import {join} from 'node:path'
+import {AgentError} from '../errors.js'
+import {logger} from '../logging/logger.js'
+
+export interface DiskLayout {
+  image: string
+  mount: string
+  upper: string
+  work: string
+  out: string
+  tmp: string
+  rootfs: string
+  outLink: string
+}
+
+export function diskLayout(vmDir: string): DiskLayout {
+  const mount = join(vmDir, 'disk')
+  return {
+    image: join(vmDir, 'disk.img'),
+    mount,
+    upper: join(mount, 'upper'),
+    work: join(mount, 'work'),
+    out: join(mount, 'out'),
+    tmp: join(mount, 'tmp'),
+    rootfs: join(vmDir, 'rootfs'),
+    outLink: join(vmDir, 'out'),
+  }
+}
+
+/** Runs a host tool (argv only) and throws with its stderr on failure. */
+export async function sh(bin: string, args: readonly string[], what: string, timeoutMs = 60_000): Promise<string> {
+  logger().debug(`${bin} ${args.join(' ')}`)
+  const res = await execa(bin, args, {reject: false, stdin: 'ignore', timeout: timeoutMs, all: true})
+  if (res.exitCode !== 0) {
+    const msg = String(res.all ?? res.message ?? '').trim().split('\n').slice(-3).join(' | ')
+    throw new AgentError('internal', `${what} failed: ${msg || `exit ${res.exitCode}`}`)
+  }
+  return String(res.stdout ?? '')
+}
+
+/** Mount points from /proc/self/mountinfo (octal escapes decoded). */
+export function mountPoints(): string[] {
+  const text = readFileSync('/proc/self/mountinfo', 'utf8')
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+}
+
+export function isMounted(path: string): boolean {
+  return mountPoints().includes(path)
+}
+
+/** Creates (first time) and mounts the ext4 disk; idempotent. */
+export async function ensureDisk(vmDir: string, diskMib: number): Promise<DiskLayout> {
+  const d = diskLayout(vmDir)
+  mkdirSync(d.mount, {recursive: true, mode: 0o700})
+  if (!existsSync(d.image)) {
+    const tmp = `${d.image}.new`
+    await sh('truncate', ['-s', `${Math.max(16, Math.floor(diskMib))}M`, tmp], 'creating disk image')
+    // -m 0: guest root would use reserved blocks anyway; nodiscard keeps it fast and sparse.
+    await sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'nodiscard', tmp], 'formatting disk image')
+    await sh('mv', ['-f', tmp, d.image], 'creating disk image')
+  }
+  if (!isMounted(d.mount)) await sh('mount', ['-o', 'loop', d.image, d.mount], 'mounting disk image')
+  for (const dir of [d.upper, d.work, d.out]) mkdirSync(dir, {recursive: true, mode: 0o755})
+  if (!existsSync(d.tmp)) mkdirSync(d.tmp, {mode: 0o1777})
+  chmodSync(d.tmp, 0o1777)
+  ensureOutLink(d)
+  return d
+}
+
+function ensureOutLink(d: DiskLayout): void {
+  let st
+  try {
+    st = lstatSync(d.outLink)
+  } catch {
+    symlinkSync('disk/out', d.outLink)
+    return
+  }
+  if (st.isSymbolicLink() && readlinkSync(d.outLink) === 'disk/out') return
+  if (st.isDirectory() && readdirSync(d.outLink).length === 0) rmdirSync(d.outLink)
+  else if (st.isSymbolicLink()) unlinkSync(d.outLink)
+  else throw new AgentError('conflict', `${d.outLink} exists and is not the /out link; move it away`)
+  symlinkSync('disk/out', d.outLink)
+}
+
+/** Mounts the overlay root filesystem over the image's (read-only for us) buildah mount. */
+export async function ensureRootfs(d: DiskLayout, lower: string): Promise<void> {
+  mkdirSync(d.rootfs, {recursive: true, mode: 0o755})
+  if (isMounted(d.rootfs)) return
+  await sh('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${d.upper},workdir=${d.work}`, d.rootfs], 'mounting root filesystem')
+}
+
+/** Unmounts the overlay and the disk and frees the loop device; tolerates anything missing. */
+export async function releaseDisk(vmDir: string): Promise<void> {
+  const d = diskLayout(vmDir)
+  for (const mp of [d.rootfs, d.mount]) {
+    for (let i = 0; i < 5 && isMounted(mp); i++) {
+      const res = await execa('umount', [mp], {reject: false, stdin: 'ignore', all: true})
+      if (res.exitCode !== 0 && isMounted(mp)) {
+        logger().debug(`umount ${mp}: ${String(res.all).trim()}; retrying lazily`)
+        await execa('umount', ['-l', mp], {reject: false, stdin: 'ignore'})
+      }
+    }
+  }
+  // `mount -o loop` sets autoclear, but a killed agent can leave a device bound to the image.
+  if (existsSync(d.image)) {
+    const res = await execa('losetup', ['-j', d.image, '-O', 'NAME', '-n'], {reject: false, stdin: 'ignore'})
+    for (const dev of String(res.stdout ?? '').split('\n').map((s) => s.trim()).filter(Boolean)) {
+      await execa('losetup', ['-d', dev], {reject: false, stdin: 'ignore'})
+    }
+  }
+}
+
+/** Any mount at or below dir: removal must never recurse into a mounted file system. */
+export function mountsUnder(dir: string): string[] {
+  return mountPoints().filter((m) => m === dir || m.startsWith(`${dir}/`))
+}
+
+/** execa's types accept only literal fd numbers; any open descriptor works at runtime. */
+export function fdOption(fd: number): 3 {
+  return fd as 3
+}
+
+export function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path)
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Guest networking.
+ *
+ *  - none: the runtime makes a fresh network namespace (loopback only); runsc gets --network=none.
+ *  - allow_all: a namespace persisted at <vmDir>/netns (`unshare --net=<file>`: a bind mount of
+ *    the nsfs inode, derivable from the VM id) with slirp4netns giving it tap0 + user-mode NAT.
+ *    --disable-host-loopback stops the guest reaching services on the host's 127.0.0.1, and the
+ *    guest never shares the host namespace.
+ *
+ * `ip netns add` is not used: on this host it left /run/netns/<name> as a plain file (setns:
+ * EINVAL), and a file under the VM dir keeps every resource derivable from the VM dir anyway.
+ */
+import {execa} from 'execa'
+import {existsSync, openSync, closeSync, readFileSync, writeFileSync, lstatSync, unlinkSync} from 'node:fs'
+import {join} from 'node:path'
+import {AgentError, unavailable} from '../errors.js'
+import {logger} from '../logging/logger.js'
+import {fdOption, isMounted, sh, unlinkQuiet} from './disk.js'
+
+export function netnsPath(vmDir: string): string {
+  return join(vmDir, 'netns')
+}
+
+function slirpPidFile(vmDir: string): string {
+  return join(vmDir, 'slirp.pid')
+}
+
+/** Makes (idempotently) the persisted namespace and returns its path. */
+export async function ensureNetns(vmDir: string): Promise<string> {
+  const path = netnsPath(vmDir)
+  if (isMounted(path)) return path
+  if (!existsSync(path)) closeSync(openSync(path, 'w', 0o600))
+  await sh('unshare', [`--net=${path}`, 'true'], 'creating network namespace')
+  return path
+}
+
+/** The pid in slirp.pid when it is still our slirp4netns for this namespace. */
+export function slirpPid(vmDir: string): number | undefined {
+  let pid: number
+  try {
+    pid = Number(readFileSync(slirpPidFile(vmDir), 'utf8').trim())
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return undefined
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    // A recycled pid must not get killed: it has to be slirp4netns on our namespace path.
+    if (cmd[0]?.endsWith('slirp4netns') && cmd.includes(netnsPath(vmDir))) return pid
+  } catch {
+    // gone
+  }
+  return undefined
+}
+
+/** Starts slirp4netns for the namespace unless it already runs; waits until tap0 is configured. */
+export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<number> {
+  const running = slirpPid(vmDir)
+  if (running) return running
+  const ns = netnsPath(vmDir)
+  // Real fds (not execa's {file}, which is a pipe execa drains and would wait on).
+  const log = openSync(join(vmDir, 'slirp.log'), 'w', 0o600)
+  let proc
+  try {
+    // Detached and not cleaned up: it must outlive this agent process (the VM is long-lived).
+    proc = execa(
+      bin,
+      ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', ns, 'tap0'],
+      {detached: true, cleanup: false, reject: false, stdio: ['ignore', fdOption(log), fdOption(log), 'pipe'], buffer: false},
+    )
+  } finally {
+    closeSync(log)
+  }
+  proc.catch(() => undefined)
+  const ready = proc.stdio[3] as NodeJS.ReadableStream | undefined
+  const ok = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 10_000)
+    ready?.once('data', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+    proc.once('exit', () => {
+      clearTimeout(timer)
+      resolve(false)
+    })
+    proc.once('error', () => {
+      clearTimeout(timer)
+      resolve(false)
+    })
+  })
+  ;(ready as unknown as {destroy?: () => void})?.destroy?.()
+  if (!ok || !proc.pid) {
+    if (proc.pid) process.kill(proc.pid, 'SIGKILL')
+    let tail = ''
+    try {
+      tail = readFileSync(join(vmDir, 'slirp.log'), 'utf8').trim().split('\n').slice(-3).join(' | ')
+    } catch {
+      // no log
+    }
+    if ((proc as unknown as {exitCode?: number}).exitCode === undefined && /ENOENT/.test(tail)) {
+      throw unavailable('slirp4netns is not installed', 'apt-get install slirp4netns')
+    }
+    throw new AgentError('internal', `slirp4netns did not come up: ${tail || 'no output'}`)
+  }
+  proc.unref()
+  writeFileSync(slirpPidFile(vmDir), `${proc.pid}\n`)
+  logger().debug(`slirp4netns pid ${proc.pid} for ${ns}`)
+  return proc.pid
+}
+
+export async function stopSlirp(vmDir: string): Promise<void> {
+  const pid = slirpPid(vmDir)
+  if (pid) {
+    try {
+      process.kill(pid, 'SIGTERM')
+    } catch {
+      // already gone
+    }
+    for (let i = 0; i < 50 && slirpPid(vmDir); i++) await new Promise((r) => setTimeout(r, 20))
+    if (slirpPid(vmDir)) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone
+      }
+    }
+  }
+  unlinkQuiet(slirpPidFile(vmDir))
+}
+
+/** Unmounts and deletes the namespace file; the namespace dies with its last user. */
+export async function releaseNetns(vmDir: string): Promise<void> {
+  const path = netnsPath(vmDir)
+  for (let i = 0; i < 3 && isMounted(path); i++) {
+    await execa('umount', [path], {reject: false, stdin: 'ignore'})
+    if (isMounted(path)) await execa('umount', ['-l', path], {reject: false, stdin: 'ignore'})
+  }
+  try {
+    if (lstatSync(path)) unlinkSync(path)
+  } catch {
+    // already gone
+  }
+}
+
+/** DNS and hosts for the guest, written into the overlay (upper layer) before boot. */
+export function writeGuestNetworkFiles(rootfs: string, id: string, network: 'none' | 'allow_all'): void {
+  const etc = join(rootfs, 'etc')
+  if (!existsSync(etc)) return
+  const put = (name: string, text: string) => {
+    const p = join(etc, name)
+    try {
+      // Images often ship these as symlinks (systemd-resolved); never write through one.
+      if (lstatSync(p).isSymbolicLink()) unlinkSync(p)
+    } catch {
+      // absent
+    }
+    writeFileSync(p, text)
+  }
+  put('hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${id}\n`)
+  put('hostname', `${id}\n`)
+  if (network === 'allow_all') put('resolv.conf', 'nameserver 10.0.2.3\n')
+}
