@@ -258,8 +258,10 @@ export class OciLauncher implements Launcher {
       reject: false,
       buffer: false,
       stdin: req.stdin === 'inherit' ? 'inherit' : req.stdin ? 'pipe' : 'ignore',
-      stdout: capture ? 'pipe' : 'inherit',
-      stderr: capture ? 'pipe' : 'inherit',
+      // Always through us: runsc writes a donated regular-file fd at its own offset, so
+      // `agent vm exec ... > log 2>&1` would interleave stdout over stderr.
+      stdout: 'pipe',
+      stderr: 'pipe',
     })
     if (req.stdin && req.stdin !== 'inherit' && proc.stdin) {
       proc.stdin.on('error', () => undefined) // the guest may exit without reading it all
@@ -268,11 +270,13 @@ export class OciLauncher implements Launcher {
     const out = new Capped(max)
     const err = new Capped(max)
     proc.stdout?.on('data', (b: Buffer) => {
-      out.push(b)
+      if (capture) out.push(b)
+      else process.stdout.write(b)
       req.onOutput?.('stdout', b)
     })
     proc.stderr?.on('data', (b: Buffer) => {
-      err.push(b)
+      if (capture) err.push(b)
+      else process.stderr.write(b)
       req.onOutput?.('stderr', b)
     })
 

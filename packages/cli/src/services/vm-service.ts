@@ -343,7 +343,25 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
     signal: o.signal ?? ctx.signal,
   })
   if (o.outDir) copyOutputs(ctx.paths.outDir(vm.id), o.outDir)
+  if (result.oom) await reviveAfterOom(ctx, vm, l, lctx)
   return {vm, result}
+}
+
+/**
+ * Under gVisor the host's OOM killer takes the whole sandbox, not just the command. The VM's
+ * disk is intact, so boot it again: the user sees the 137 of their command and a usable VM.
+ */
+async function reviveAfterOom(ctx: ServiceContext, vm: VmRecord, l: Launcher, lctx: ReturnType<typeof launchContext>): Promise<void> {
+  const state = (await l.status([vm], {paths: ctx.paths})).get(vm.id)
+  if (state !== 'stopped') return
+  logger().warn(`${vm.id}: the out-of-memory kill took down the ${vm.launcher} sandbox; booting it again (files are kept)`)
+  try {
+    await l.stop(vm, lctx)
+    await l.start(vm, lctx)
+  } catch (err) {
+    await ctx.repo.update(vm.id, {status: 'stopped', lastError: `sandbox died of out-of-memory and could not be restarted: ${errorMessage(err)}`})
+    logger().error(`${vm.id}: could not boot it again: ${errorMessage(err)}; run \`agent vm start ${vm.id}\``)
+  }
 }
 
 /** A one-line explanation for exit codes agent itself caused. */

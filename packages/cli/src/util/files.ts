@@ -1,4 +1,4 @@
-import {copyFileSync, constants, lstatSync, mkdirSync, cpSync, existsSync} from 'node:fs'
+import {copyFileSync, constants, lstatSync, mkdirSync, cpSync, existsSync, realpathSync} from 'node:fs'
 import {basename, join, resolve} from 'node:path'
 import {AgentError, usageError} from '../errors.js'
 
@@ -43,5 +43,6 @@ export function copyInputFiles(files: Array<{host: string; name: string}>, inDir
 /** Copies the guest's /out back to a host dir. Symlinks are copied as links, never followed. */
 export function copyOutputs(outDir: string, dest: string): void {
   mkdirSync(dest, {recursive: true})
-  if (existsSync(outDir)) cpSync(outDir, dest, {recursive: true, dereference: false, verbatimSymlinks: true, force: true})
+  // outDir itself may be agent's link to the VM's disk; links inside it are the guest's and stay links.
+  if (existsSync(outDir)) cpSync(realpathSync(outDir), dest, {recursive: true, dereference: false, verbatimSymlinks: true, force: true})
 }
