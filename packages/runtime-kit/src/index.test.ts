@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {defineRuntime, fileRunArgv, InvalidRuntimeError, isValidImageRef, type RuntimeDeclaration} from './index.js'
+import {defineRuntime, fileRunArgv, InvalidRuntimeError, isValidImageRef, verifyRuntimePlugin, type RuntimeDeclaration} from './index.js'
 
 const good: RuntimeDeclaration = {
   language: 'perl',
@@ -37,5 +37,17 @@ describe('defineRuntime', () => {
       expect(isValidImageRef(ok)).toBe(true)
     for (const bad of ['a b', '../x', '$(touch /tmp/pwned)', 'UPPER/case', '', '-rf', 'a;b'])
       expect(isValidImageRef(bad)).toBe(false)
+  })
+})
+
+describe('verifyRuntimePlugin', () => {
+  it('reports a missing recipe and a bad declaration, and passes a good one', async () => {
+    expect(await verifyRuntimePlugin(async () => good)).toEqual([])
+    expect(await verifyRuntimePlugin(async () => ({...good, recipe: '/nonexistent/Containerfile'}))).toEqual([
+      'perl: recipe /nonexistent/Containerfile does not exist',
+    ])
+    const bad = await verifyRuntimePlugin(async () => [{...good, image: 'a b'}])
+    expect(bad[0]).toMatch(/image must be an image reference/)
+    expect(await verifyRuntimePlugin(async () => [])).toEqual(['the hook returned no runtime'])
   })
 })

@@ -134,3 +134,31 @@ export function fileRunArgv(runtime: Pick<Runtime, 'fileRun' | 'language'>, gues
   }
   return argv.map((s) => s.replaceAll('{file}', guestFile))
 }
+
+/**
+ * What a plugin's own test should check: the declaration is valid, its recipe exists and
+ * builds on agent's Debian base, and every file-run command names the file. Returns problems.
+ */
+export async function verifyRuntimePlugin(hook: () => Promise<RuntimesHookResult> | RuntimesHookResult): Promise<string[]> {
+  const {existsSync, readFileSync} = await import('node:fs')
+  const problems: string[] = []
+  const decls = ([] as RuntimeDeclaration[]).concat((await hook()) as RuntimeDeclaration | RuntimeDeclaration[])
+  if (decls.length === 0) problems.push('the hook returned no runtime')
+  for (const decl of decls) {
+    let r: Runtime
+    try {
+      r = defineRuntime(decl)
+    } catch (err) {
+      problems.push((err as Error).message)
+      continue
+    }
+    if (r.recipe) {
+      if (!existsSync(r.recipe)) problems.push(`${r.language}: recipe ${r.recipe} does not exist`)
+      else if (!/^FROM localhost\/agent\/debian:bookworm\s*$/m.test(readFileSync(r.recipe, 'utf8')))
+        problems.push(`${r.language}: recipe ${r.recipe} must start FROM localhost/agent/debian:bookworm`)
+    }
+    for (const ext of Object.keys(r.fileRun))
+      if (!fileRunArgv(r, `/in/main${ext}`).includes(`/in/main${ext}`)) problems.push(`${r.language}: fileRun["${ext}"] does not pass the file`)
+  }
+  return problems
+}

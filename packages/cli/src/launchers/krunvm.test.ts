@@ -7,7 +7,7 @@ import {fileURLToPath} from 'node:url'
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 import {ensureStateDir, type StatePaths} from '../config/state-dir.js'
 import {AgentError} from '../errors.js'
-import type {VmRecord} from '../state/vm-record.js'
+import {vmRecord, type VmRecord} from '../state/vm-record.js'
 import type {ExecRequest, LaunchContext} from './launcher.js'
 import {KrunvmLauncher, createArgv, guestScript, krunvmName, parseKrunvmToml, startArgv} from './krunvm.js'
 
@@ -56,32 +56,19 @@ async function gone(pid: number, ms = 2000): Promise<boolean> {
 
 let seq = 0
 function makeVm(over: Partial<VmRecord> = {}): VmRecord {
-  const now = new Date()
   seq += 1
-  return {
+  return vmRecord({
     id: `python-${(0xabc000 + seq).toString(16).padStart(8, '0')}`,
-    name: null,
-    language: 'python',
     plugin: '@agent/runtime-python@0.1.0',
     image: 'docker.io/library/python:3.12-slim',
     imageSource: 'flag',
     launcher: 'krunvm',
     cpus: 1.5,
     memoryMib: 512,
-    diskMib: 1024,
-    pids: 256,
     network: 'allow_all',
-    persist: false,
-    status: 'creating',
-    containerRef: null,
-    rootfsRef: null,
-    bundleRef: null,
     ownerPid: process.pid,
-    createdAt: now,
-    updatedAt: now,
-    lastError: null,
     ...over,
-  }
+  })
 }
 function ctxFor(vm: VmRecord): LaunchContext {
   return {paths, guestDir: '/nonexistent-guest-dir', env: {RUNTIME_VAR: 'from-runtime'}, persistDir: vm.persist ? paths.persistDir(vm.id) : undefined}

@@ -12,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ensureStateDir, type StatePaths} from '../config/state-dir.js'
 import {Buildah} from '../images/buildah.js'
 import {imageStore} from '../images/storage.js'
-import type {VmRecord} from '../state/vm-record.js'
+import {vmRecord, type VmRecord} from '../state/vm-record.js'
 import {diskLayout, mountsUnder} from './disk.js'
 import {GvisorLauncher} from './gvisor.js'
 import type {ExecRequest, LaunchContext} from './launcher.js'
@@ -33,32 +33,8 @@ async function prerequisites(l: OciLauncher): Promise<string | undefined> {
   return undefined
 }
 
-function vmRecord(launcher: 'gvisor' | 'runc', id: string, over: Partial<VmRecord> = {}): VmRecord {
-  const now = new Date()
-  return {
-    id,
-    name: null,
-    language: 'debian',
-    plugin: 'test@0',
-    image: IMAGE,
-    imageSource: 'flag',
-    launcher,
-    cpus: 1,
-    memoryMib: 64,
-    diskMib: 64,
-    pids: 64,
-    network: 'none',
-    persist: false,
-    status: 'creating',
-    containerRef: null,
-    rootfsRef: null,
-    bundleRef: null,
-    ownerPid: null,
-    createdAt: now,
-    updatedAt: now,
-    lastError: null,
-    ...over,
-  }
+function testVm(launcher: 'gvisor' | 'runc', id: string, over: Partial<VmRecord> = {}): VmRecord {
+  return vmRecord({id, plugin: 'test@0', image: IMAGE, imageSource: 'flag', launcher, memoryMib: 64, diskMib: 64, pids: 64, ...over})
 }
 
 const hex = () => Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0')
@@ -72,7 +48,7 @@ describe.each([
   let paths: StatePaths
   let ctx: LaunchContext
   let root: string
-  const vm = vmRecord(name, `debian-${hex()}`)
+  const vm = testVm(name, `debian-${hex()}`)
   const run = (argv: string[], over: Partial<ExecRequest> = {}) => l.exec(vm, ctx, {argv, timeoutSec: 30, output: 'capture', ...over})
   const sh = (script: string, over: Partial<ExecRequest> = {}) => run(['sh', '-c', script], over)
   /** gVisor may lose the whole sandbox to the host OOM killer: bring it back when it did. */
@@ -186,7 +162,7 @@ describe.each([
       // runsc 20221219 (ptrace) cannot cap guest processes (see gvisor.ts): the bomb's sandbox is
       // lost, sometimes seconds after the exec returned. So use a throwaway VM and prove the
       // damage stays inside it: bounded exec time, host cgroup limits held, other VMs unharmed.
-      const bomb = vmRecord(name, `debian-${hex()}`)
+      const bomb = testVm(name, `debian-${hex()}`)
       try {
         await l.create(bomb, ctx)
         const t0 = Date.now()
@@ -241,7 +217,7 @@ describe.each([
     await l.start(vm, ctx)
     expect((await l.status([vm], ctx)).get(vm.id)).toBe('running')
     expect((await run(['cat', '/root/f.txt'])).stdout).toBe('kept\n')
-    const missing = vmRecord(name, `debian-${hex()}`)
+    const missing = testVm(name, `debian-${hex()}`)
     expect((await l.status([missing], ctx)).get(missing.id)).toBe('missing')
   })
 
@@ -250,7 +226,7 @@ describe.each([
     const server: Server = createServer((s) => s.end('SECRET\n'))
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
     const port = (server.address() as {port: number}).port
-    const net = vmRecord(name, `debian-${hex()}`, {network: 'allow_all'})
+    const net = testVm(name, `debian-${hex()}`, {network: 'allow_all'})
     try {
       await l.create(net, ctx)
       const res = await l.exec(net, ctx, {

@@ -8,7 +8,7 @@ import {chooseLauncher, launcher as launcherByName, unusable} from '../launchers
 import {logger} from '../logging/logger.js'
 import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
 import type {ListOptions} from '../state/vm-repository.js'
-import {LAUNCHER_NAMES, type LauncherName, type NetworkMode, type VmRecord} from '../state/vm-record.js'
+import {LAUNCHER_NAMES, vmRecord, type LauncherName, type NetworkMode, type VmRecord} from '../state/vm-record.js'
 import {checkInputFiles, copyInputFiles, copyOutputs} from '../util/files.js'
 import {checkLimits, checkName, checkVmRef} from '../util/validate.js'
 import {launchContext, type ServiceContext} from './context.js'
@@ -84,8 +84,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
   ctx.info(`image ${choice.image} (${choice.reason})`)
   await ensureImage(choice, ctx.buildah, runtime.language)
 
-  const now = new Date()
-  let vm: VmRecord = {
+  let vm = vmRecord({
     id: `${runtime.language}-${randomBytes(4).toString('hex')}`,
     name: o.name ?? null,
     language: runtime.language,
@@ -99,15 +98,8 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     pids: o.pids,
     network: o.network,
     persist: o.persist || Boolean(o.persistFrom),
-    status: 'creating',
-    containerRef: null,
-    rootfsRef: null,
-    bundleRef: null,
     ownerPid: process.pid,
-    createdAt: now,
-    updatedAt: now,
-    lastError: null,
-  }
+  })
   await ctx.repo.insert(vm)
   let step = 'preparing directories'
   const persistDir = vm.persist ? ctx.paths.persistDir(vm.id) : undefined
@@ -275,12 +267,7 @@ export async function sweepOrphans(ctx: ServiceContext): Promise<string[]> {
 }
 
 function orphanRecord(id: string): VmRecord {
-  const now = new Date()
-  return {
-    id, name: null, language: id.replace(/-[0-9a-f]{8}$/, ''), plugin: '', image: '', imageSource: '', launcher: 'gvisor',
-    cpus: 1, memoryMib: 256, diskMib: 1024, pids: 256, network: 'none', persist: false, status: 'failed',
-    containerRef: `agent-${id}`, rootfsRef: null, bundleRef: null, ownerPid: null, createdAt: now, updatedAt: now, lastError: null,
-  }
+  return vmRecord({id, status: 'failed', containerRef: `agent-${id}`})
 }
 
 export interface ExecOptions {

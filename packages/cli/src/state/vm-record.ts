@@ -34,3 +34,31 @@ export interface VmRecord {
   updatedAt: Date
   lastError: string | null
 }
+
+/** A full record with agent's defaults (1 CPU, 256 MiB, 1 GiB disk, 256 pids, no network). */
+export function vmRecord(fields: Pick<VmRecord, 'id'> & Partial<VmRecord>): VmRecord {
+  const now = new Date()
+  return {
+    name: null,
+    language: fields.id.replace(/-[0-9a-f]{8}$/, ''),
+    plugin: '',
+    image: '',
+    imageSource: '',
+    launcher: 'gvisor',
+    cpus: 1,
+    memoryMib: 256,
+    diskMib: 1024,
+    pids: 256,
+    network: 'none',
+    persist: false,
+    status: 'creating',
+    containerRef: null,
+    rootfsRef: null,
+    bundleRef: null,
+    ownerPid: null,
+    createdAt: now,
+    updatedAt: now,
+    lastError: null,
+    ...fields,
+  }
+}

@@ -4,19 +4,12 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {openVmRepository} from './vm-repository.js'
-import type {VmRecord} from './vm-record.js'
+import {vmRecord, type VmRecord} from './vm-record.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-repo-'))
 afterAll(() => rmSync(dir, {recursive: true, force: true}))
 
-export function record(id: string, extra: Partial<VmRecord> = {}): VmRecord {
-  const now = new Date()
-  return {
-    id, name: null, language: 'python', plugin: 'test@0', image: 'img', imageSource: 'flag', launcher: 'runc',
-    cpus: 1, memoryMib: 256, diskMib: 1024, pids: 256, network: 'none', persist: false, status: 'creating',
-    containerRef: null, rootfsRef: null, bundleRef: null, ownerPid: null, createdAt: now, updatedAt: now, lastError: null, ...extra,
-  }
-}
+const record = (id: string, extra: Partial<VmRecord> = {}): VmRecord => vmRecord({id, plugin: 'test@0', image: 'img', imageSource: 'flag', launcher: 'runc', ...extra})
 
 describe('VmRepository', () => {
   it('stores, resolves by id or name, transitions and deletes', async () => {
