@@ -1,7 +1,10 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {agentIn, tempState} from '../helpers/agent.js'
+import {execa} from 'execa'
+import {AGENT_BIN, agentIn, tempState} from '../helpers/agent.js'
 import {buildahContainers, runtimeContainers, vmDirs} from '../helpers/host.js'
 
+// Guest processes without ps: the shell's own glob and cat work in every image and launcher.
+const PS = 'for f in /proc/[0-9]*/comm; do cat "$f"; done 2>/dev/null; true'
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/
 
 // Many VMs at once: one VM per language, driven with --all and repeated --vm, non-TTY.
@@ -61,6 +64,20 @@ describe('fan-out over many VMs', () => {
     expect(docs[0].stdout).toBe('ran\n')
     expect(docs[2].stdout).toBe('ran\n')
     expect(r.stderr).toMatch(/1 of 3 VMs failed: ghost-00000000: VM not found/)
+  })
+
+  it('stops all in-flight work on Ctrl-C, exits 130, and leaves every VM usable', async () => {
+    const proc = execa(process.execPath, [AGENT_BIN, 'vm', 'exec', '--all', '--cmd', 'sleep 60'], {env: {...st.env, AGENT_RUNTIME: 'gvisor'}, reject: false})
+    await new Promise((r) => setTimeout(r, 4000))
+    proc.kill('SIGINT')
+    const t0 = Date.now()
+    const r = await proc
+    expect(r.exitCode).toBe(130)
+    expect(Date.now() - t0).toBeLessThan(20_000)
+    const list = JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout)
+    expect(list.map((v: {status: string}) => v.status)).toEqual(['running', 'running', 'running', 'running'])
+    const after = await a(['vm', 'exec', '--all', '--cmd', PS, '--json'])
+    for (const d of JSON.parse(after.stdout)) expect(d.stdout).not.toMatch(/sleep/)
   })
 
   it('stop --all then clean --all leave nothing behind', async () => {

@@ -102,15 +102,14 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
       if (d.stderr) print(`[stderr]\n${d.stderr.replace(/\n$/, '')}${d.stderrTruncated ? `\n[stderr truncated at ${MAX_CAPTURE_BYTES} bytes]` : ''}`)
     }
   }
-  failIfAny(docs.filter((d) => d.error || d.exitCode !== 0).map((d) => `${d.id}: ${d.error ?? `exit ${d.exitCode}`}`), refs.length, input.json ? () => print(JSON.stringify(docs, null, 2)) : undefined)
+  failIfAny(docs.filter((d) => d.error || d.exitCode !== 0).map((d) => `${d.id}: ${d.error ?? `exit ${d.exitCode}`}`), refs.length, ctx.signal?.aborted, input.json ? () => print(JSON.stringify(docs, null, 2)) : undefined)
   return docs
 }
 
 /** Ends a fan-out with a summary naming each VM that failed. */
-export function failIfAny(failures: string[], total: number, beforeThrow?: () => void): void {
+export function failIfAny(failures: string[], total: number, interrupted = false, beforeThrow?: () => void): void {
   if (failures.length === 0) return
   beforeThrow?.()
-  const interrupted = failures.some((f) => /interrupted/.test(f))
   throw new GuestExit(interrupted ? ExitCode.Interrupted : ExitCode.GuestFailed, `${failures.length} of ${total} VMs failed: ${failures.join('; ')}`)
 }
 

@@ -38,7 +38,7 @@ export async function runLifecycle(
   })
   const items = outcomes.map((x) => ({id: x.value?.id ?? x.ref, ok: x.ok, status: x.value?.status ?? null, error: x.error ?? null}))
   if (!o.json) for (const i of items) print(i.ok ? i.id : `${i.id}: FAILED: ${i.error}`)
-  failIfAny(items.filter((i) => !i.ok).map((i) => `${i.id}: ${i.error}`), items.length, o.json ? () => print(JSON.stringify(items, null, 2)) : undefined)
+  failIfAny(items.filter((i) => !i.ok).map((i) => `${i.id}: ${i.error}`), items.length, ctx.signal?.aborted, o.json ? () => print(JSON.stringify(items, null, 2)) : undefined)
   return items
 }
 

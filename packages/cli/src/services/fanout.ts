@@ -64,6 +64,8 @@ export async function fanout<T>(refs: readonly string[], work: (ref: string, tas
       concurrent: o.concurrency ?? defaultConcurrency(),
       exitOnError: false,
       collectErrors: false,
+      // agent's own handler aborts in-flight work cleanly; listr2's would exit 127 at once.
+      registerSignalListeners: false,
       renderer: tty ? 'default' : 'simple',
       fallbackRenderer: 'simple',
       rendererOptions: {logger, collapseErrors: false, formatOutput: 'wrap'} as never,
