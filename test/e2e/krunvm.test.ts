@@ -73,7 +73,7 @@ describe('krunvm launcher (stand-in contract)', () => {
     const r = await a(['vm', 'create', '--language', 'python', '--runtime', 'krunvm', '--network', 'allow_all'], {env: {KRUNVM_STANDIN_FAIL: 'create'}})
     expect(r.code).not.toBe(0)
     expect(r.code).not.toBe(255)
-    expect(r.stderr).toMatch(/vm create failed while creating the krunvm VM: .*krunvm/)
+    expect(r.stderr).toMatch(/vm create failed at step "creating the krunvm VM": .*krunvm/)
     expect(JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout)).toEqual([])
   })
 

@@ -100,13 +100,14 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     persist: o.persist || Boolean(o.persistFrom),
     ownerPid: process.pid,
   })
-  await ctx.repo.insert(vm)
   let step = 'preparing directories'
   const persistDir = vm.persist ? ctx.paths.persistDir(vm.id) : undefined
+  // Built before the row exists: a missing guest init must not leave a half-made VM.
   const lctx = launchContext(ctx, runtime.env, persistDir, (s) => {
     step = s
     logger().debug(`${vm.id}: ${s}`)
   })
+  await ctx.repo.insert(vm)
   try {
     mkdirSync(ctx.paths.inDir(vm.id), {recursive: true, mode: 0o700})
     if (persistDir) {
@@ -121,7 +122,8 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     vm = await ctx.repo.transition(vm.id, ['creating'], 'running', {...refs, ownerPid: null})
     return {vm, imageReason: choice.reason, launcherReason}
   } catch (err) {
-    logger().debug(`${vm.id}: create failed at ${step}, rolling back: ${errorMessage(err)}`)
+    const failedAt = step // the rollback reports steps of its own
+    logger().debug(`${vm.id}: create failed at ${failedAt}, rolling back: ${errorMessage(err)}`)
     await launcher.remove(vm, lctx).catch((e) => logger().warn(`rollback of ${vm.id}: ${errorMessage(e)}`))
     rmSync(ctx.paths.vmDir(vm.id), {recursive: true, force: true})
     if (persistDir && existsSync(persistDir)) {
@@ -129,8 +131,8 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
       else rmSync(persistDir, {recursive: true, force: true})
     }
     await ctx.repo.delete(vm.id).catch(() => undefined)
-    if (err instanceof AgentError) throw new AgentError(err.kind, `vm create failed while ${step}: ${err.message}`, {hint: err.hint, cause: err})
-    throw new AgentError('internal', `vm create failed while ${step}: ${errorMessage(err)}`, {cause: err})
+    if (err instanceof AgentError) throw new AgentError(err.kind, `vm create failed at step "${failedAt}": ${err.message}`, {hint: err.hint, cause: err})
+    throw new AgentError('internal', `vm create failed at step "${failedAt}": ${errorMessage(err)}`, {cause: err})
   }
 }
 
