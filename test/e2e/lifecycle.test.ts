@@ -59,9 +59,11 @@ describe.each(['gvisor', 'runc'] as const)('vm lifecycle on %s', (runtime) => {
   })
 
   it('kills `sleep 100` at --timeout 2 with 124, leaving no process of it', async () => {
+    // agent's own cost, measured now on this (possibly loaded) host, is not the command's.
+    const overhead = (await a(['vm', 'exec', '--vm', id, '--cmd', 'true'])).durationMs
     const r = await a(['vm', 'exec', '--vm', id, '--timeout', '2', '--cmd', 'sleep 100 & sleep 100'])
     expect(r.code).toBe(124)
-    expect(r.durationMs).toBeLessThan(5000 + 1500) // 5 s for the command, plus one agent start-up on a loaded host
+    expect(r.durationMs - overhead).toBeLessThan(5000)
     expect(r.stderr).toMatch(/timed out after 2s/)
     const ps = await a(['vm', 'exec', '--vm', id, '--cmd', PS])
     expect(ps.code, ps.stderr).toBe(0)
