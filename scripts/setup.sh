@@ -35,8 +35,10 @@ fi
 say "building (TypeScript, oclif manifest, guest init)"
 npm run --silent build
 
-if ! command -v agent >/dev/null 2>&1 || [ "$(readlink -f "$(command -v agent)")" != "$root/packages/cli/bin/run.js" ]; then
+# Checked against npm's global bin, not PATH: under `npm run`, node_modules/.bin shadows it.
+global_agent="$(npm prefix -g)/bin/agent"
+if [ "$(readlink -f "$global_agent" 2>/dev/null)" != "$root/packages/cli/bin/run.js" ]; then
   say "putting agent on PATH (npm link)"
   (cd packages/cli && npm link --no-audit --no-fund --loglevel=error >/dev/null)
 fi
-say "agent is ready: $(command -v agent) ($(agent --version))"
+say "agent is ready: $global_agent ($("$global_agent" --version))"
