@@ -3,7 +3,6 @@ import type {ExecResult} from '../launchers/launcher.js'
 import {logger} from '../logging/logger.js'
 import type {ServiceContext} from '../services/context.js'
 import {describeExit, execVm, listVms, resolveVm, type ExecOptions} from '../services/vm-service.js'
-import {fanout} from '../services/fanout.js'
 import {parseEnv} from '../util/validate.js'
 import type {VmRecord} from '../state/vm-record.js'
 
@@ -73,6 +72,8 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
   }
 
   const vms = new Map<string, VmRecord>()
+  // listr2 is loaded only when work fans out: a single exec streams without it.
+  const {fanout} = await import('../services/fanout.js')
   const outcomes = await fanout(
     refs,
     async (ref, task) => {

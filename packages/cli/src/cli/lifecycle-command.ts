@@ -1,7 +1,6 @@
 import {usageError} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import type {ServiceContext} from '../services/context.js'
-import {fanout} from '../services/fanout.js'
 import {failIfAny} from './exec-command.js'
 
 export interface LifecycleItem {
@@ -30,6 +29,7 @@ export async function runLifecycle(
     print(r.id)
     return [{id: r.id, ok: true, status: r.status, error: null}]
   }
+  const {fanout} = await import('../services/fanout.js')
   const outcomes = await fanout(o.refs, (ref) => act(ref), {
     concurrency: o.concurrency,
     signal: ctx.signal,

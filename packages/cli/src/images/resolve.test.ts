@@ -42,6 +42,7 @@ describe('chooseImage (real buildah, private store)', () => {
       image: 'localhost/agent/builtlang:latest',
       source: 'local',
       reason: 'localhost/agent/builtlang:latest: built locally by `agent image build builtlang`',
+      present: true,
     })
   })
 

@@ -9,6 +9,8 @@ export interface ImageChoice {
   source: 'flag' | 'env' | 'config' | 'local' | 'remote'
   /** A sentence for `vm create` to print: which image, and why. */
   reason: string
+  /** Already seen in local storage while choosing, so ensureImage need not look again. */
+  present?: boolean
 }
 
 /** The tag `agent image build <language>` gives its result. */
@@ -87,7 +89,7 @@ export async function chooseImage(o: {
   }
   const local = localImageName(language)
   if (await o.buildah.imageExists(local)) {
-    return {image: local, source: 'local', reason: `${local}: built locally by \`agent image build ${language}\``}
+    return {image: local, source: 'local', reason: `${local}: built locally by \`agent image build ${language}\``, present: true}
   }
   const remote = o.runtime.image
   return {
@@ -99,7 +101,7 @@ export async function chooseImage(o: {
 
 /** Pulls the chosen image when it is not in local storage yet. */
 export async function ensureImage(choice: ImageChoice, buildah: Buildah, language: string, timeoutMs = pullTimeoutMs()): Promise<void> {
-  if (await buildah.imageExists(choice.image)) return
+  if (choice.present || (await buildah.imageExists(choice.image))) return
   if (choice.source === 'local') {
     throw new AgentError('image', `${choice.image} disappeared from the image store`, {hint: `build it again with \`agent image build ${language}\``})
   }

@@ -72,7 +72,7 @@ export class OciLauncher implements Launcher {
   // ---------------------------------------------------------------- lifecycle
 
   async create(vm: VmRecord, ctx: LaunchContext): Promise<LauncherRefs> {
-    const rootfs = await this.prepare(vm, ctx)
+    const rootfs = await this.prepare(vm, ctx, true)
     await this.boot(vm, ctx)
     return {containerRef: containerName(vm.id), rootfsRef: rootfs, bundleRef: ctx.paths.bundleDir(vm.id)}
   }
@@ -108,7 +108,7 @@ export class OciLauncher implements Launcher {
   }
 
   /** Every idempotent host-side step before boot; returns the rootfs path. */
-  private async prepare(vm: VmRecord, ctx: LaunchContext): Promise<string> {
+  private async prepare(vm: VmRecord, ctx: LaunchContext, fresh = false): Promise<string> {
     const {paths} = ctx
     const vmDir = paths.vmDir(vm.id)
     const name = containerName(vm.id)
@@ -116,7 +116,8 @@ export class OciLauncher implements Launcher {
 
     ctx.step?.('working container')
     const buildah = this.buildah(paths)
-    if (!(await buildah.containerExists(name))) await buildah.from(vm.image, name)
+    // A new id cannot have a working container yet; a restart reuses the one it has.
+    if (fresh || !(await buildah.containerExists(name))) await buildah.from(vm.image, name)
     const lower = await buildah.mount(name)
 
     ctx.step?.('disk')
