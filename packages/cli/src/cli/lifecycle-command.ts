@@ -1,6 +1,7 @@
 import {usageError} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import type {ServiceContext} from '../services/context.js'
+import type {VmStatus} from '../state/vm-record.js'
 import {failIfAny} from './exec-command.js'
 
 export interface LifecycleItem {
@@ -42,6 +43,18 @@ export async function runLifecycle(
   return items
 }
 
-export function requireTargets(vm: string[] | undefined, all: boolean | undefined): void {
-  if (!vm?.length && !all) throw usageError('say which VMs: --vm ID (repeatable), an id argument, or --all')
+/**
+ * The VMs a stop/start/clean applies to: the id argument and every --vm, or with --all every VM
+ * in `allStatus` (all of them when undefined).
+ */
+export async function targetRefs(
+  ctx: ServiceContext,
+  o: {id?: string; vm?: string[]; all?: boolean},
+  allStatus?: VmStatus,
+): Promise<string[]> {
+  const named = [...(o.id ? [o.id] : []), ...(o.vm ?? [])]
+  if (!named.length && !o.all) throw usageError('say which VMs: --vm ID (repeatable), an id argument, or --all')
+  if (!o.all) return [...new Set(named)]
+  const {listVms} = await import('../services/vm-service.js')
+  return (await listVms(ctx, allStatus ? {status: allStatus} : {all: true})).map((v) => v.id)
 }

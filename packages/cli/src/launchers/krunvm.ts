@@ -22,6 +22,7 @@ import {imageStore} from '../images/storage.js'
 import {logger} from '../logging/logger.js'
 import type {VmRecord} from '../state/vm-record.js'
 import type {Availability, ExecRequest, ExecResult, LaunchContext, Launcher, LauncherRefs, RuntimeState} from './launcher.js'
+import {CappedOutput} from './capped-output.js'
 
 /**
  * krunvm launcher: each VM is a krunvm microVM (libkrun, KVM on Linux, Hypervisor.framework on macOS).
@@ -316,27 +317,6 @@ class Tail {
   }
   toString(): string {
     return this.buf.toString('utf8')
-  }
-}
-
-class Capture {
-  private chunks: Buffer[] = []
-  private size = 0
-  truncated = false
-  constructor(private readonly max: number) {}
-  push(b: Buffer): void {
-    if (this.size >= this.max) {
-      this.truncated = true
-      return
-    }
-    const room = this.max - this.size
-    const part = b.length > room ? b.subarray(0, room) : b
-    if (part.length < b.length) this.truncated = true
-    this.chunks.push(part)
-    this.size += part.length
-  }
-  toString(): string {
-    return Buffer.concat(this.chunks).toString('utf8')
   }
 }
 
@@ -681,7 +661,7 @@ export class KrunvmLauncher implements Launcher {
     }
 
     const max = req.maxCaptureBytes ?? 16 * 1024 * 1024
-    const cap = {stdout: new Capture(max), stderr: new Capture(max)}
+    const cap = {stdout: new CappedOutput(max), stderr: new CappedOutput(max)}
     const tail = {stdout: new Tail(), stderr: new Tail()}
     for (const stream of ['stdout', 'stderr'] as const) {
       sub[stream]?.on('data', (b: Buffer) => {
@@ -723,8 +703,8 @@ export class KrunvmLauncher implements Launcher {
       exitCode,
       timedOut: false,
       oom: false,
-      stdout: req.output === 'capture' ? cap.stdout.toString() : '',
-      stderr: req.output === 'capture' ? cap.stderr.toString() : '',
+      stdout: req.output === 'capture' ? cap.stdout.text() : '',
+      stderr: req.output === 'capture' ? cap.stderr.text() : '',
       stdoutTruncated: cap.stdout.truncated,
       stderrTruncated: cap.stderr.truncated,
       durationMs,

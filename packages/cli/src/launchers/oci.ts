@@ -23,6 +23,7 @@ import {diskLayout, ensureDisk, fdOption, ensureRootfs, mountsUnder, releaseDisk
 import type {Availability, ExecRequest, ExecResult, LaunchContext, Launcher, LauncherRefs, RuntimeState} from './launcher.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
 import {buildOciSpec, cgroupsPath, DEFAULT_PATH, INIT_PATH, type OciFlavour} from './oci-spec.js'
+import {CappedOutput} from './capped-output.js'
 
 /** What differs between runsc and runc. */
 export interface OciRuntime {
@@ -268,8 +269,8 @@ export class OciLauncher implements Launcher {
       proc.stdin.on('error', () => undefined) // the guest may exit without reading it all
       req.stdin.pipe(proc.stdin)
     }
-    const out = new Capped(max)
-    const err = new Capped(max)
+    const out = new CappedOutput(max)
+    const err = new CappedOutput(max)
     proc.stdout?.on('data', (b: Buffer) => {
       if (capture) out.push(b)
       else process.stdout.write(b)
@@ -377,28 +378,6 @@ export class OciLauncher implements Launcher {
       logger().debug(`state ${name}: ${errorMessage(err)}`)
       return 'unknown'
     }
-  }
-}
-
-/** Keeps the first `max` bytes of a stream; the rest is counted and dropped. */
-class Capped {
-  private chunks: Buffer[] = []
-  private size = 0
-  truncated = false
-  constructor(private readonly max: number) {}
-  push(b: Buffer): void {
-    const room = this.max - this.size
-    if (room <= 0) {
-      if (b.length) this.truncated = true
-      return
-    }
-    const part = b.length > room ? b.subarray(0, room) : b
-    if (part.length < b.length) this.truncated = true
-    this.chunks.push(Buffer.from(part))
-    this.size += part.length
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8')
   }
 }
 

@@ -14,13 +14,11 @@ export default class VmClean extends AgentCommand<typeof VmClean> {
   }
 
   async run(): Promise<LifecycleItem[]> {
-    const {runLifecycle, requireTargets} = await import('../../cli/lifecycle-command.js')
-    const {cleanVm, listVms, sweepOrphans} = await import('../../services/vm-service.js')
+    const {runLifecycle, targetRefs} = await import('../../cli/lifecycle-command.js')
+    const {cleanVm, sweepOrphans} = await import('../../services/vm-service.js')
     const {logger} = await import('../../logging/logger.js')
-    const vm = [...(this.args.id ? [this.args.id] : []), ...(this.flags.vm ?? [])]
-    requireTargets(vm, this.flags.all)
     const ctx = await this.context()
-    const refs = this.flags.all ? (await listVms(ctx, {all: true})).map((v) => v.id) : [...new Set(vm)]
+    const refs = await targetRefs(ctx, {id: this.args.id, vm: this.flags.vm, all: this.flags.all})
     const items = await runLifecycle(ctx, {refs, verb: 'clean', concurrency: this.flags.concurrency, json: this.jsonEnabled(), single: !this.flags.all}, async (ref) => {
       const r = await cleanVm(ctx, ref, this.flags['keep-persist'])
       if (r.keptPersist) logger().info(`${r.id}: kept ${r.keptPersist}`)

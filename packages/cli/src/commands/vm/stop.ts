@@ -10,12 +10,10 @@ export default class VmStop extends AgentCommand<typeof VmStop> {
   static override flags = targetFlags
 
   async run(): Promise<LifecycleItem[]> {
-    const {runLifecycle, requireTargets} = await import('../../cli/lifecycle-command.js')
-    const {stopVm, listVms} = await import('../../services/vm-service.js')
-    const vm = [...(this.args.id ? [this.args.id] : []), ...(this.flags.vm ?? [])]
-    requireTargets(vm, this.flags.all)
+    const {runLifecycle, targetRefs} = await import('../../cli/lifecycle-command.js')
+    const {stopVm} = await import('../../services/vm-service.js')
     const ctx = await this.context()
-    const refs = this.flags.all ? (await listVms(ctx, {status: 'running'})).map((v) => v.id) : [...new Set(vm)]
+    const refs = await targetRefs(ctx, {id: this.args.id, vm: this.flags.vm, all: this.flags.all}, 'running')
     return runLifecycle(ctx, {refs, verb: 'stop', concurrency: this.flags.concurrency, json: this.jsonEnabled(), single: !this.flags.all}, async (ref) => {
       const v = await stopVm(ctx, ref)
       return {id: v.id, status: v.status}
