@@ -34,6 +34,8 @@ static void die(const char *what) {
 
 /* PID 1: nothing to run, just reap orphans (daemons left by execs) until told to stop. */
 static int run_init(void) {
+    /* Not dumpable: guest code (without CAP_SYS_PTRACE) cannot ptrace-attach to PID 1. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -175,6 +177,7 @@ static int run_exec(long timeout_s, char **argv) {
     /* Orphaned grandchildren (daemons, setsid'd children) reparent to us, not PID 1,
        so a timeout can still find and kill them. */
     have_subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the command itself is dumpable again after execve */
     pid_t ignored;
     if (read_stat(getpid(), &ignored, &self_start) < 0) self_start = 0;
 

@@ -92,6 +92,7 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
     if (err instanceof GuestExit) {
       if (err.summary) process.stderr.write(`Error: ${err.summary}\n`)
       await this.cleanup()
+      await drainStdout()
       this.exit(err.exitCode)
     }
     const {code, message, hint, kind} = describe(err)
@@ -102,6 +103,7 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
     if (logLevel() === 'debug' && err.stack) process.stderr.write(`${err.stack}\n`)
     logger().debug(`exit ${code}: ${message}`, {stack: err.stack})
     await this.cleanup()
+    await drainStdout()
     this.exit(code)
     return undefined
   }
@@ -119,10 +121,15 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
   }
 }
 
+/** process.exit does not wait for a piped stdout: a large --json document would be cut. */
+function drainStdout(): Promise<void> {
+  return new Promise((done) => process.stdout.write('', () => done()))
+}
+
 function describe(err: Error & {exitCode?: number; oclif?: {exit?: number}}): {code: number; message: string; hint?: string; kind: string} {
   if (err instanceof AgentError) return {code: err.exitCode, message: err.message, hint: err.hint, kind: err.kind}
   // oclif's own parse errors (bad flag values, missing required flags) are usage errors.
-  if (err instanceof Errors.CLIError || (err as {parse?: unknown}).parse) {
+  if (err instanceof Errors.CLIError || (err as {parse?: unknown}).parse || /^Parsing --/.test(err.message)) {
     return {code: ExitCode.Usage, message: firstLine(err.message), hint: 'see --help for the flags this command takes', kind: 'usage'}
   }
   return {

@@ -227,8 +227,9 @@ export class OciLauncher implements Launcher {
     if (res.exitCode === 0) {
       const rows = (JSON.parse(String(res.stdout || 'null')) ?? []) as Array<{id: string; status: string}>
       for (const r of rows) if (r.status === 'running') running.add(r.id)
-    } else {
-      logger().debug(`${this.runtime.bin} list: ${String(res.stderr).trim()}`)
+    } else if (existsSync(root)) {
+      // An unanswered list is not "nothing runs": the caller must keep the rows as they are.
+      throw unavailable(`cannot ask ${this.runtime.bin} which VMs run: ${String(res.stderr || res.shortMessage || '').trim().split('\n').pop()}`, this.runtime.fix)
     }
     for (const vm of vms) {
       if (running.has(containerName(vm.id))) out.set(vm.id, 'running')

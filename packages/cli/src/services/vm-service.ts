@@ -240,18 +240,14 @@ export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = fa
 }
 
 /**
- * Leftovers with no database row (an agent killed between making a resource and recording it):
- * VM dirs and working containers named after an id. Each is removed through every launcher that
- * could have made it; all launcher removals are idempotent.
+ * Leftovers with no database row (an agent killed between making a resource and recording it,
+ * or between removing the row and the dir). createVm makes `vms/<id>/` before any launcher
+ * step, so this state dir's leftovers are exactly its VM dirs without a row; working containers
+ * in a store shared with other state dirs are never guessed at. Each is removed through every
+ * launcher that could have made it; all launcher removals are idempotent.
  */
 export async function sweepOrphans(ctx: ServiceContext): Promise<string[]> {
-  const ids = new Set<string>()
-  if (existsSync(ctx.paths.vms)) for (const d of readdirSync(ctx.paths.vms)) ids.add(d)
-  try {
-    for (const c of await ctx.buildah.containers()) if (c.name.startsWith('agent-')) ids.add(c.name.slice('agent-'.length))
-  } catch (err) {
-    logger().debug(`orphan sweep: cannot list buildah containers: ${errorMessage(err)}`)
-  }
+  const ids = existsSync(ctx.paths.vms) ? readdirSync(ctx.paths.vms) : []
   const removed: string[] = []
   for (const id of ids) {
     if (!/^[a-z][a-z0-9-]*-[0-9a-f]{8}$/.test(id) || (await ctx.repo.get(id))) continue
