@@ -1,0 +1,200 @@
+import {statSync} from 'node:fs'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {agentIn, tempState} from '../helpers/agent.js'
+import {
+  Bystander,
+  cleanVms,
+  createVm,
+  expectHostProcessesNear,
+  freeBytes,
+  GUEST_PS,
+  hostProcessCount,
+  LAUNCHERS,
+  peakRssKib,
+  rand,
+  readCgroupNumber,
+  removeStateDir,
+  spawnAgent,
+  vmHostProcesses,
+} from './helpers.js'
+
+const MiB = 1024 * 1024
+
+// Hostile code in a real VM through the real CLI: resource bombs, runaway output, process trees
+// that dodge the timeout. After each case the host and a bystander VM must be unaffected.
+describe.each(LAUNCHERS)('hostile code on %s', (runtime) => {
+  const st = tempState(`agent-sec-hostile-${runtime}-`)
+  const env = {...st.env, AGENT_RUNTIME: runtime}
+  const a = agentIn(env)
+  const by = new Bystander(a)
+  const attackerMarker = `attacker-${rand(6)}`
+  let id = ''
+  let baseline = 0
+
+  beforeAll(async () => {
+    baseline = hostProcessCount()
+    ;[id] = await Promise.all([createVm(a, ['--cpu', '0.5', '--mem', '128', '--disk', '64', '--pids', '64', '--name', `attacker-${runtime}`]), by.create()])
+    expect((await a(['vm', 'exec', '--vm', id, '--cmd', `echo ${attackerMarker} > /root/marker`])).code).toBe(0)
+  })
+  afterAll(async () => {
+    await cleanVms(a, st.dir)
+    removeStateDir(st.dir)
+  })
+
+  async function expectUnaffected(): Promise<void> {
+    await by.expectUnaffected()
+    expectHostProcessesNear(baseline)
+  }
+
+  /** The attacker VM still answers and still has its own files. */
+  async function expectAttackerUsable(): Promise<void> {
+    const r = await a(['vm', 'exec', '--vm', id, '--cmd', 'cat /root/marker'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe(`${attackerMarker}\n`)
+  }
+
+  const flood = () => ['vm', 'exec', '--vm', id, '--timeout', '3', '--cmd', 'python3 -c "while True: print(\'x\' * 100)"']
+
+  it('runaway output: ends at --timeout 3 with 124 while agent streams it, agent memory stays bounded', async () => {
+    const {proc, bytes} = spawnAgent(flood(), env)
+    const t0 = Date.now()
+    const {peakKib, samples} = await peakRssKib(proc.pid!, proc)
+    const res = await proc
+    expect(res.exitCode).toBe(124)
+    expect(Date.now() - t0).toBeLessThan(30_000) // generous: a loaded 2-core host; without the kill it would never end
+    expect(samples).toBeGreaterThan(3)
+    expect(bytes()).toBeGreaterThan(64 * 1024) // a single VM without --json streams (gVisor at 0.5 CPU: ~400 KB in 3 s)
+    expect(peakKib, `agent peak RSS ${peakKib} KiB`).toBeLessThan(300 * 1024)
+    await expectUnaffected()
+  })
+
+  it('runaway output with --json: 124, stdout cut at 1 MiB, stdoutTruncated: true', async () => {
+    // Big writes, so even a slow (loaded, ptrace) sandbox passes 1 MiB well before the timeout.
+    const bigFlood = ['vm', 'exec', '--vm', id, '--timeout', '3', '--cmd', 'python3 -c "import sys\nwhile True: sys.stdout.write(\'x\' * 65536)"']
+    const j = await a([...bigFlood, '--json'])
+    expect(j.code).toBe(124)
+    // Fixed bug: agent exited before a piped stdout drained, cutting this document at 64 KiB.
+    expect(j.stdout.endsWith(']\n'), `--json document cut at ${j.stdout.length} bytes`).toBe(true)
+    const [doc] = JSON.parse(j.stdout)
+    expect(doc).toMatchObject({id, exitCode: 124, timedOut: true, stdoutTruncated: true})
+    expect(Buffer.byteLength(doc.stdout)).toBe(MiB)
+    await expectUnaffected()
+  })
+
+  it('CPU spin: held to --cpu 0.5 by the host cgroup quota, killed at --timeout (124)', async () => {
+    const spin = ['vm', 'exec', '--vm', id, '--timeout', '5', '--cmd', 'python3 -c "print(\'spinning\', flush=True)\nwhile True: pass"']
+    const {proc, bytes} = spawnAgent(spin, env)
+    const t0 = Date.now()
+    while (bytes() === 0 && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 50))
+    expect(bytes(), 'the spinner never started').toBeGreaterThan(0)
+    await new Promise((r) => setTimeout(r, 300))
+    const u0 = readCgroupNumber('cpuacct', id, 'cpuacct.usage')
+    const w0 = process.hrtime.bigint()
+    await new Promise((r) => setTimeout(r, 2000))
+    const u1 = readCgroupNumber('cpuacct', id, 'cpuacct.usage')
+    const w1 = process.hrtime.bigint()
+    const res = await proc
+    expect(res.exitCode).toBe(124)
+    expect(Date.now() - t0).toBeLessThan(30_000)
+    expect(u0, 'cpuacct cgroup of the VM').toBeDefined()
+    const ratio = (u1! - u0!) / Number(w1 - w0)
+    expect(ratio, `CPU time / wall time = ${ratio.toFixed(2)}`).toBeLessThanOrEqual(0.7)
+    expect(ratio, `CPU time / wall time = ${ratio.toFixed(2)} (did it spin?)`).toBeGreaterThan(0.1)
+    expect(readCgroupNumber('cpu', id, 'cpu.cfs_quota_us')).toBe(50_000)
+    await expectUnaffected()
+  })
+
+  it('disk fill: writing 200 MB into a --disk 64 VM fails with ENOSPC; the host loses at most the limit', async () => {
+    const before = await freeBytes(st.dir)
+    const r = await a([
+      'vm', 'exec', '--vm', id, '--timeout', '120', '--cmd',
+      'dd if=/dev/zero of=/tmp/fill bs=1M count=200; echo dd=$?; ' +
+        'python3 -c "\nimport os\nf = open(\'/root/fill\', \'wb\')\ntry:\n    [f.write(bytes(1 << 20)) for _ in range(200)]; f.flush(); os.fsync(f.fileno())\nexcept OSError as e:\n    print(\'python:\', e)"',
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/dd=1/)
+    expect(r.stderr).toMatch(/dd: error writing '\/tmp\/fill': No space left on device/)
+    expect(r.stdout).toMatch(/python: \[Errno 28\] No space left on device/)
+    const after = await freeBytes(st.dir)
+    // Other test files write too: a generous bound that still proves 400 MB did not land on the host.
+    expect(before - after, `host free space dropped by ${((before - after) / MiB).toFixed(0)} MiB`).toBeLessThan(120 * MiB)
+    const img = statSync(join(st.dir, 'vms', id, 'disk.img'))
+    expect(img.size).toBe(64 * MiB)
+    expect(img.blocks * 512).toBeLessThanOrEqual(64 * MiB)
+    expect((await a(['vm', 'exec', '--vm', id, '--cmd', 'rm -f /tmp/fill /root/fill && echo freed'])).stdout).toBe('freed\n')
+    await expectAttackerUsable()
+    await expectUnaffected()
+  })
+
+  it('timeout kills a whole tree: TERM-ignoring children and setsid grandchildren are gone afterwards', async () => {
+    const tree =
+      "trap '' TERM; (trap '' TERM; sleep 301) & " +
+      "setsid sh -c 'trap \"\" TERM; sleep 302 & sleep 303' & " +
+      "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(304)' & " +
+      'sleep 305'
+    const r = await a(['vm', 'exec', '--vm', id, '--timeout', '3', '--cmd', tree])
+    expect(r.code).toBe(124)
+    expect(r.durationMs).toBeLessThan(30_000)
+    expect(r.stderr).toMatch(/timed out after 3s/)
+    const ps = await a(['vm', 'exec', '--vm', id, '--cmd', GUEST_PS])
+    expect(ps.code, ps.stderr).toBe(0)
+    expect(ps.stdout).toMatch(/agent-init/)
+    expect(ps.stdout).not.toMatch(/sleep 30[1-5]|time\.sleep\(304\)/)
+    await expectAttackerUsable()
+    await expectUnaffected()
+  })
+
+  it('memory bomb: 137 and the out-of-memory message; the VM answers afterwards; host memory bounded by the cgroup', async () => {
+    const limit = readCgroupNumber('memory', id, 'memory.limit_in_bytes')
+    expect(limit).toBe((runtime === 'gvisor' ? 128 + 64 : 128) * MiB) // gVisor: + sentry overhead
+    let peak = 0
+    const timer = setInterval(() => (peak = Math.max(peak, readCgroupNumber('memory', id, 'memory.usage_in_bytes') ?? 0)), 50)
+    const r = await a(['vm', 'exec', '--vm', id, '--timeout', '60', '--cmd', 'python3 -c "x = [b\'x\' * (16 << 20) for _ in range(64)]; print(len(x))"'])
+    clearInterval(timer)
+    expect(r.code).toBe(137)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toMatch(/ran out of memory.*128 MiB/)
+    expect(peak).toBeLessThanOrEqual(limit!)
+    // gVisor: the host OOM kill takes the sandbox; agent has already booted it again.
+    await expectAttackerUsable()
+    await expectUnaffected()
+  })
+
+  it('fork bomb: held by the process limit; the host process count returns to normal', async () => {
+    const pidsMax = readCgroupNumber('pids', id, 'pids.max')
+    // runc: --pids is the container's pids cgroup. gVisor: the host cgroup caps host threads
+    // (ptrace stubs) as a safety net for the host, max(8192, 64 x --pids).
+    expect(pidsMax).toBe(runtime === 'runc' ? 64 : 8192)
+    let peak = 0
+    const timer = setInterval(() => (peak = Math.max(peak, readCgroupNumber('pids', id, 'pids.current') ?? 0)), 50)
+    const r = await a(['vm', 'exec', '--vm', id, '--timeout', '5', '--cmd', 'exec 2>/dev/null; f() { f | f & }; f; sleep 60'], {timeoutMs: 90_000})
+    clearInterval(timer)
+    expect(r.durationMs).toBeLessThan(40_000)
+    expect(peak).toBeLessThanOrEqual(pidsMax!)
+
+    if (runtime === 'runc') {
+      expect(r.code).toBe(124)
+      expect(peak).toBeGreaterThan(32) // the bomb really ran into the limit
+      expect(readCgroupNumber('pids', id, 'pids.current')).toBeLessThanOrEqual(2)
+      await expectAttackerUsable()
+    } else {
+      // KNOWN GAP (docs/security.md): runsc 20221219 does not enforce --pids per guest process.
+      // The bomb is ended by the timeout tree kill, or it takes the whole sandbox down (seen a few
+      // seconds after the exec returned). Either way the host is protected by its pids cap.
+      const list = JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout) as Array<{id: string; status: string}>
+      const status = list.find((v) => v.id === id)?.status
+      console.info(`gvisor fork bomb: exec exit ${r.code}, peak ${peak} host tasks, VM ${status}, ${vmHostProcesses(id)} host processes left in its cgroup`)
+      expect(['running', 'stopped']).toContain(status)
+      // Whether it died or not, ptrace stubs made for the bomb stay until the sandbox restarts.
+      expect((await a(['vm', 'stop', id])).code).toBe(0)
+      const start = await a(['vm', 'start', id])
+      expect(start.code, start.stderr).toBe(0)
+      await expectAttackerUsable()
+      expect(vmHostProcesses(id)).toBeLessThan(40)
+    }
+    // Generous: other test files start VMs meanwhile; a bomb that escaped would add thousands.
+    expectHostProcessesNear(baseline, 150)
+    await by.expectUnaffected()
+  })
+})

@@ -1,0 +1,115 @@
+import {existsSync} from 'node:fs'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {agentIn, tempState, TEST_IMAGE_STORE} from '../helpers/agent.js'
+import {buildahContainers, runtimeContainers} from '../helpers/host.js'
+import {cleanVms, createVm, hostLeftovers, LAUNCHERS, NO_LEFTOVERS, removeStateDir} from './helpers.js'
+
+const DB_ERRORS = /SQLITE_BUSY|database is locked|SQLITE_/
+
+interface Row {
+  id: string
+  status: string
+  lastError: string | null
+}
+
+// Concurrency, a missing runtime binary, and state dirs sharing one image store.
+describe('16 VMs at once (runc)', () => {
+  const st = tempState('agent-sec-parallel-')
+  const a = agentIn({...st.env, AGENT_RUNTIME: 'runc'})
+  afterAll(async () => {
+    await cleanVms(a, st.dir)
+    removeStateDir(st.dir)
+  })
+
+  it('16 parallel creates then 16 parallel cleans: no database error, unique ids, no orphan', async () => {
+    const made = await Promise.all(Array.from({length: 16}, () => a(['vm', 'create', '--language', 'python', '--mem', '32', '--disk', '64'])))
+    for (const r of made) {
+      expect(r.stderr).not.toMatch(DB_ERRORS)
+      expect(r.code, r.stderr).toBe(0)
+    }
+    const ids = made.map((r) => r.stdout.trim())
+    expect(new Set(ids).size).toBe(16)
+    const rows = JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout) as Row[]
+    expect(rows.map((v) => v.id).sort()).toEqual([...ids].sort())
+    expect(rows.every((v) => v.status === 'running')).toBe(true)
+    expect((await runtimeContainers(st.dir, 'runc')).sort()).toEqual(ids.map((id) => `agent-${id}`).sort())
+
+    const cleaned = await Promise.all(ids.map((id) => a(['vm', 'clean', id])))
+    for (const r of cleaned) {
+      expect(r.stderr).not.toMatch(DB_ERRORS)
+      expect(r.code, r.stderr).toBe(0)
+    }
+    expect(JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout)).toEqual([])
+    expect(await hostLeftovers(st.dir, ids)).toEqual(NO_LEFTOVERS)
+  })
+})
+
+describe.each(LAUNCHERS)('missing runtime binary (%s)', (runtime) => {
+  const st = tempState(`agent-sec-nobin-${runtime}-`)
+  const a = agentIn({...st.env, AGENT_RUNTIME: runtime})
+  const missing = runtime === 'gvisor' ? {AGENT_RUNSC: '/nonexistent'} : {AGENT_RUNC: '/nonexistent'}
+  let id = ''
+  beforeAll(async () => {
+    id = await createVm(a, ['--mem', '64'])
+    expect((await a(['vm', 'exec', '--vm', id, '--cmd', 'echo kept > /root/data'])).code).toBe(0)
+  })
+  afterAll(async () => {
+    await cleanVms(a, st.dir)
+    removeStateDir(st.dir)
+  })
+
+  it('exec, stop and clean exit 5 with a clear message and lose nothing; with the binary back everything works', async () => {
+    const exec = await a(['vm', 'exec', '--vm', id, '--cmd', 'echo hi'], {env: missing})
+    expect(exec.code).toBe(5)
+    expect(exec.stderr).toMatch(/\/nonexistent is not installed/)
+    const stop = await a(['vm', 'stop', id], {env: missing})
+    expect(stop.code).toBe(5)
+    expect(stop.stderr).toMatch(new RegExp(`runtime ${runtime} is not usable here: /nonexistent is not installed`))
+    const clean = await a(['vm', 'clean', id], {env: missing})
+    expect(clean.code).toBe(5)
+    expect(clean.stderr).toMatch(new RegExp(`runtime ${runtime} is not usable here: /nonexistent is not installed`))
+    expect(existsSync(join(st.dir, 'vms', id, 'disk.img'))).toBe(true)
+    const rows = JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout) as Row[]
+    expect(rows.map((v) => [v.id, v.status])).toEqual([[id, 'running']])
+    const r = await a(['vm', 'exec', '--vm', id, '--cmd', 'cat /root/data'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('kept\n')
+  })
+
+  it('BUG (reported): vm list without the binary must not record running VMs as stopped', async () => {
+    const blind = await a(['vm', 'list', '--all', '--json'], {env: missing})
+    // The sandbox never stopped: it is running all along.
+    expect(await runtimeContainers(st.dir, runtime)).toEqual([`agent-${id}`])
+    const seenStatus = (JSON.parse(blind.stdout) as Row[]).find((v) => v.id === id)?.status
+    const stop = await a(['vm', 'stop', id], {env: missing})
+    // Heal the row for what follows, whatever happened.
+    await a(['vm', 'list', '--all'])
+    expect(seenStatus, 'vm list reported a running VM as stopped because `runsc/runc list` could not run').not.toBe('stopped')
+    expect(stop.code, `vm stop said ${stop.code} (${stop.stderr.trim()}) while the sandbox kept running`).toBe(5)
+  })
+})
+
+describe('an image store shared by several state dirs', () => {
+  const mine = tempState('agent-sec-shared-a-')
+  const other = tempState('agent-sec-shared-b-')
+  const a = agentIn({...mine.env, AGENT_RUNTIME: 'runc'})
+  const b = agentIn({...other.env, AGENT_RUNTIME: 'runc'})
+  afterAll(async () => {
+    await cleanVms(a, mine.dir)
+    await cleanVms(b, other.dir)
+    removeStateDir(mine.dir)
+    removeStateDir(other.dir)
+  })
+
+  it('BUG (reported): clean --all in one state dir leaves the working containers of another state dir\'s VMs alone', async () => {
+    expect(TEST_IMAGE_STORE).toBe(mine.env.AGENT_IMAGE_STORE)
+    const id = await createVm(a, ['--mem', '64'])
+    expect(await buildahContainers()).toContain(`agent-${id}`)
+    const sweep = await b(['vm', 'clean', '--all'])
+    expect(sweep.code, sweep.stderr).toBe(0)
+    expect(sweep.stderr, 'the other state dir swept this VM as an orphan').not.toContain(id)
+    expect(await buildahContainers()).toContain(`agent-${id}`)
+    expect((await a(['vm', 'exec', '--vm', id, '--cmd', 'echo fine'])).stdout).toBe('fine\n')
+  })
+})
