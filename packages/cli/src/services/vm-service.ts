@@ -8,20 +8,15 @@ import {chooseLauncher, launcher as launcherByName, unusable} from '../launchers
 import {logger} from '../logging/logger.js'
 import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
 import type {ListOptions} from '../state/vm-repository.js'
-import {LAUNCHER_NAMES, vmRecord, type LauncherName, type NetworkMode, type VmRecord} from '../state/vm-record.js'
+import {LAUNCHER_NAMES, vmRecord, type LauncherName, type VmRecord} from '../state/vm-record.js'
 import {checkInputFiles, copyInputFiles, copyOutputs} from '../util/files.js'
 import {checkLimits, checkName, checkVmRef} from '../util/validate.js'
 import {launchContext, type ServiceContext} from './context.js'
 
-export interface CreateOptions {
+/** The limits and options of a new VM are the record's own fields. */
+export interface CreateOptions extends Pick<VmRecord, 'cpus' | 'memoryMib' | 'diskMib' | 'pids' | 'network' | 'persist'> {
   language: string
   image?: string
-  cpus: number
-  memoryMib: number
-  diskMib: number
-  pids: number
-  network: NetworkMode
-  persist: boolean
   /** Attach the persist dir kept by `clean --keep-persist` of this earlier VM. */
   persistFrom?: string
   name?: string
