@@ -126,6 +126,6 @@ function toJson(ref: string, vm: VmRecord | undefined, r: ExecResult | undefined
     timedOut: r?.timedOut ?? false,
     oom: r?.oom ?? false,
     durationMs: Math.round(r?.durationMs ?? 0),
-    error: error ?? (vm && r ? (describeExit(vm, r, 0) ? (r.timedOut ? 'timed out' : 'out of memory') : null) : null),
+    error: error ?? (r?.timedOut ? 'timed out' : r?.oom ? 'out of memory' : null),
   }
 }
