@@ -8,6 +8,7 @@ import {imageStore} from '../images/storage.js'
 import type {LaunchContext} from '../launchers/launcher.js'
 import {loadRuntimes, type RuntimeRegistry} from '../runtimes/registry.js'
 import type {VmRepository} from '../state/vm-repository.js'
+import type {VmRecord} from '../state/vm-record.js'
 import {unavailable} from '../errors.js'
 
 /** What services need from the outside world; commands build it, tests can build their own. */
@@ -43,6 +44,7 @@ export function guestDir(): string {
   return dir
 }
 
-export function launchContext(ctx: ServiceContext, env: Readonly<Record<string, string>>, persistDir?: string, step?: (s: string) => void): LaunchContext {
-  return {paths: ctx.paths, guestDir: guestDir(), env, persistDir, step}
+/** The host side of a VM for its launcher; the persist dir follows from the VM itself. */
+export function launchContext(ctx: ServiceContext, vm: Pick<VmRecord, 'id' | 'persist'>, env: Readonly<Record<string, string>>, step?: (s: string) => void): LaunchContext {
+  return {paths: ctx.paths, guestDir: guestDir(), env, persistDir: vm.persist ? ctx.paths.persistDir(vm.id) : undefined, step}
 }

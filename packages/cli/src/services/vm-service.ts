@@ -96,12 +96,12 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     ownerPid: process.pid,
   })
   let step = 'preparing directories'
-  const persistDir = vm.persist ? ctx.paths.persistDir(vm.id) : undefined
   // Built before the row exists: a missing guest init must not leave a half-made VM.
-  const lctx = launchContext(ctx, runtime.env, persistDir, (s) => {
+  const lctx = launchContext(ctx, vm, runtime.env, (s) => {
     step = s
     logger().debug(`${vm.id}: ${s}`)
   })
+  const persistDir = lctx.persistDir
   await ctx.repo.insert(vm)
   try {
     mkdirSync(ctx.paths.inDir(vm.id), {recursive: true, mode: 0o700})
@@ -184,7 +184,7 @@ export async function stopVm(ctx: ServiceContext, ref: string): Promise<VmRecord
   if (vm.status === 'stopped') return vm
   const l = await launcherFor(vm)
   const {runtime} = await runtimeFor(ctx, vm).catch(() => ({runtime: undefined}))
-  await l.stop(vm, launchContext(ctx, runtime?.env ?? {}, vm.persist ? ctx.paths.persistDir(vm.id) : undefined))
+  await l.stop(vm, launchContext(ctx, vm, runtime?.env ?? {}))
   return ctx.repo.transition(vm.id, ['running', 'stopped', 'failed', 'missing'], 'stopped', {ownerPid: null})
 }
 
@@ -194,7 +194,7 @@ export async function startVm(ctx: ServiceContext, ref: string): Promise<VmRecor
   if (vm.status !== 'stopped') throw conflict(`VM ${vm.id} is ${vm.status} and cannot be started`, vm.status === 'missing' || vm.status === 'failed' ? `clean it with \`agent vm clean ${vm.id}\`` : undefined)
   const l = await launcherFor(vm)
   const {runtime} = await runtimeFor(ctx, vm)
-  await l.start(vm, launchContext(ctx, runtime.env, vm.persist ? ctx.paths.persistDir(vm.id) : undefined))
+  await l.start(vm, launchContext(ctx, vm, runtime.env))
   return ctx.repo.transition(vm.id, ['stopped'], 'running', {lastError: null})
 }
 
@@ -221,7 +221,7 @@ export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = fa
   const vm = await ctx.repo.transition(found.id, ['running', 'stopped', 'failed', 'missing', 'creating', 'cleaning'], 'cleaning', {ownerPid: process.pid})
   try {
     await testHook('clean')
-    await l.remove(vm, launchContext(ctx, {}, undefined))
+    await l.remove(vm, launchContext(ctx, vm, {}))
     rmSync(ctx.paths.vmDir(vm.id), {recursive: true, force: true})
     const persistDir = ctx.paths.persistDir(vm.id)
     const kept = keepPersist && existsSync(persistDir)
@@ -251,7 +251,7 @@ export async function sweepOrphans(ctx: ServiceContext): Promise<string[]> {
       if (name === 'krunvm') continue
       const l = await launcherByName(name)
       if (!(await l.available()).ok) continue
-      await l.remove({...stub, launcher: name}, launchContext(ctx, {}, undefined)).catch((e) => logger().warn(`orphan ${id} (${name}): ${errorMessage(e)}`))
+      await l.remove({...stub, launcher: name}, launchContext(ctx, stub, {})).catch((e) => logger().warn(`orphan ${id} (${name}): ${errorMessage(e)}`))
     }
     rmSync(ctx.paths.vmDir(id), {recursive: true, force: true})
     removed.push(id)
@@ -309,7 +309,7 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
       })
     copyInputFiles(files, ctx.paths.inDir(vm.id))
   }
-  const lctx = launchContext(ctx, runtime.env, vm.persist ? ctx.paths.persistDir(vm.id) : undefined)
+  const lctx = launchContext(ctx, vm, runtime.env)
   await testHook('exec')
   const result = await l.exec(vm, lctx, {
     argv,
