@@ -1,8 +1,5 @@
-import {execa, type ResultPromise} from 'execa'
-import {accessSync, constants} from 'node:fs'
-import {delimiter, join} from 'node:path'
 import {AgentError, errorMessage, notFound, unavailable} from '../errors.js'
-import {logger} from '../logging/logger.js'
+import {findBinary, lastLines, tryRun} from '../system/index.js'
 import type {ImageStore} from './storage.js'
 
 export interface BuildahImage {
@@ -73,17 +70,7 @@ exec "$@"`
 
 /** The path of `bin` when it is an executable on PATH (or a path already). */
 export function onPath(bin: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (bin.includes('/')) return bin
-  for (const dir of (env.PATH ?? '').split(delimiter).filter(Boolean)) {
-    const p = join(dir, bin)
-    try {
-      accessSync(p, constants.X_OK)
-      return p
-    } catch {
-      /* next */
-    }
-  }
-  return undefined
+  return bin.includes('/') ? bin : findBinary(bin, env)
 }
 
 /** Thin wrapper over the buildah CLI: argv arrays only, our storage config in the environment. */
@@ -122,36 +109,21 @@ export class Buildah {
   /** Runs any program (buildah, or a recipe script that calls buildah) with our storage environment. */
   async exec(file: string, args: readonly string[], opts: ExecOptions & {isolate?: boolean} = {}): Promise<ExecResult> {
     const [cmd, argv] = this.wrap(file, args, opts.isolate ?? true)
-    logger().debug(`${file} ${args.join(' ')}`)
-    const proc = execa(cmd, argv, {
+    const res = await tryRun(cmd, argv, {
       env: this.env(opts.env),
       extendEnv: false,
-      reject: false,
-      all: true,
-      timeout: opts.timeoutMs,
+      timeoutMs: opts.timeoutMs,
       input: opts.input,
-      stdin: opts.input === undefined ? 'ignore' : undefined,
-      cancelSignal: opts.signal,
-      forceKillAfterDelay: 5_000,
+      signal: opts.signal,
       cwd: opts.cwd,
-    }) as ResultPromise<{reject: false; all: true}>
-    if (opts.onLine) {
-      let rest = ''
-      proc.all?.on('data', (b: Buffer) => {
-        const lines = (rest + b.toString()).split('\n')
-        rest = lines.pop() ?? ''
-        for (const line of lines) if (line.trim()) opts.onLine!(line.replace(/\r$/, ''))
-      })
-      proc.all?.on('end', () => rest.trim() && opts.onLine!(rest))
-    }
-    const res = await proc
-    const code = (res as {code?: string}).code
+      onLine: opts.onLine,
+    })
     return {
       exitCode: res.exitCode,
-      stdout: String(res.stdout ?? ''),
-      all: String(res.all ?? ''),
-      timedOut: Boolean(res.timedOut),
-      spawnError: code === 'ENOENT' || code === 'EACCES' || (res.failed && res.exitCode === undefined && !res.timedOut && !res.isCanceled) ? (code ?? res.shortMessage) : undefined,
+      stdout: res.stdout,
+      all: res.all,
+      timedOut: res.timedOut,
+      spawnError: res.missing ? `cannot run ${cmd}` : undefined,
     }
   }
 
@@ -306,14 +278,4 @@ export function buildahError(all: string): string {
   return errs.length ? errs[errs.length - 1].slice('Error: '.length).trim() : lastLines(all, 3)
 }
 
-export function lastLines(s: string, n: number): string {
-  return (
-    s
-      .trim()
-      .split('\n')
-      .map((l) => l.replace(/^time="[^"]*" level=\w+ msg=/, '').trim())
-      .filter(Boolean)
-      .slice(-n)
-      .join(' | ') || 'no output'
-  )
-}
+export {lastLines}

@@ -9,11 +9,11 @@
  *
  * A full disk gives ENOSPC inside the guest and the image file can never outgrow its size.
  */
-import {execa} from 'execa'
 import {existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, symlinkSync, chmodSync, unlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentError} from '../errors.js'
 import {logger} from '../logging/logger.js'
+import {run, tryRun} from '../system/index.js'
 
 export interface DiskLayout {
   image: string
@@ -40,15 +40,9 @@ export function diskLayout(vmDir: string): DiskLayout {
   }
 }
 
-/** Runs a host tool (argv only) and throws with its stderr on failure. */
+/** Runs a host tool (argv only) and throws with its output on failure. */
 export async function sh(bin: string, args: readonly string[], what: string, timeoutMs = 60_000): Promise<string> {
-  logger().debug(`${bin} ${args.join(' ')}`)
-  const res = await execa(bin, args, {reject: false, stdin: 'ignore', timeout: timeoutMs, all: true})
-  if (res.exitCode !== 0) {
-    const msg = String(res.all ?? res.message ?? '').trim().split('\n').slice(-3).join(' | ')
-    throw new AgentError('internal', `${what} failed: ${msg || `exit ${res.exitCode}`}`)
-  }
-  return String(res.stdout ?? '')
+  return run(bin, args, {what, timeoutMs})
 }
 
 /** Mount points from /proc/self/mountinfo (octal escapes decoded). */
@@ -110,30 +104,23 @@ export async function releaseDisk(vmDir: string): Promise<void> {
   const d = diskLayout(vmDir)
   for (const mp of [d.rootfs, d.mount]) {
     for (let i = 0; i < 5 && isMounted(mp); i++) {
-      const res = await execa('umount', [mp], {reject: false, stdin: 'ignore', all: true})
+      const res = await tryRun('umount', [mp])
       if (res.exitCode !== 0 && isMounted(mp)) {
-        logger().debug(`umount ${mp}: ${String(res.all).trim()}; retrying lazily`)
-        await execa('umount', ['-l', mp], {reject: false, stdin: 'ignore'})
+        logger().debug(`umount ${mp}: ${res.all.trim()}; retrying lazily`)
+        await tryRun('umount', ['-l', mp])
       }
     }
   }
   // `mount -o loop` sets autoclear, but a killed agent can leave a device bound to the image.
   if (existsSync(d.image)) {
-    const res = await execa('losetup', ['-j', d.image, '-O', 'NAME', '-n'], {reject: false, stdin: 'ignore'})
-    for (const dev of String(res.stdout ?? '').split('\n').map((s) => s.trim()).filter(Boolean)) {
-      await execa('losetup', ['-d', dev], {reject: false, stdin: 'ignore'})
-    }
+    const res = await tryRun('losetup', ['-j', d.image, '-O', 'NAME', '-n'])
+    for (const dev of res.stdout.split('\n').map((s) => s.trim()).filter(Boolean)) await tryRun('losetup', ['-d', dev])
   }
 }
 
 /** Any mount at or below dir: removal must never recurse into a mounted file system. */
 export function mountsUnder(dir: string): string[] {
   return mountPoints().filter((m) => m === dir || m.startsWith(`${dir}/`))
-}
-
-/** execa's types accept only literal fd numbers; any open descriptor works at runtime. */
-export function fdOption(fd: number): 3 {
-  return fd as 3
 }
 
 export function unlinkQuiet(path: string): void {

@@ -10,12 +10,12 @@
  * `ip netns add` is not used: on this host it left /run/netns/<name> as a plain file (setns:
  * EINVAL), and a file under the VM dir keeps every resource derivable from the VM dir anyway.
  */
-import {execa} from 'execa'
 import {existsSync, openSync, closeSync, readFileSync, writeFileSync, lstatSync, unlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentError, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
-import {fdOption, isMounted, sh, unlinkQuiet} from './disk.js'
+import {didNotStart, killProcess, lastLines, start, tryRun} from '../system/index.js'
+import {isMounted, sh, unlinkQuiet} from './disk.js'
 
 export function netnsPath(vmDir: string): string {
   return join(vmDir, 'netns')
@@ -63,15 +63,17 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
   let proc
   try {
     // Detached and not cleaned up: it must outlive this agent process (the VM is long-lived).
-    proc = execa(
-      bin,
-      ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', ns, 'tap0'],
-      {detached: true, cleanup: false, reject: false, stdio: ['ignore', fdOption(log), fdOption(log), 'pipe'], buffer: false},
-    )
+    proc = start(bin, ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--ready-fd=3', '--netns-type=path', ns, 'tap0'], {
+      stdin: 'ignore',
+      stdoutFd: log,
+      stderrFd: log,
+      extraPipes: 1,
+      detached: true,
+    })
   } finally {
     closeSync(log)
   }
-  proc.catch(() => undefined)
+  const settled = proc.then((r) => r)
   const ready = proc.stdio[3] as NodeJS.ReadableStream | undefined
   const ok = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), 10_000)
@@ -93,11 +95,11 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
     if (proc.pid) process.kill(proc.pid, 'SIGKILL')
     let tail = ''
     try {
-      tail = readFileSync(join(vmDir, 'slirp.log'), 'utf8').trim().split('\n').slice(-3).join(' | ')
+      tail = lastLines(readFileSync(join(vmDir, 'slirp.log'), 'utf8'))
     } catch {
       // no log
     }
-    if ((proc as unknown as {exitCode?: number}).exitCode === undefined && /ENOENT/.test(tail)) {
+    if (!proc.pid || didNotStart(await settled)) {
       throw unavailable('slirp4netns is not installed', 'apt-get install slirp4netns')
     }
     throw new AgentError('internal', `slirp4netns did not come up: ${tail || 'no output'}`)
@@ -110,21 +112,7 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
 
 export async function stopSlirp(vmDir: string): Promise<void> {
   const pid = slirpPid(vmDir)
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGTERM')
-    } catch {
-      // already gone
-    }
-    for (let i = 0; i < 50 && slirpPid(vmDir); i++) await new Promise((r) => setTimeout(r, 20))
-    if (slirpPid(vmDir)) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // gone
-      }
-    }
-  }
+  if (pid) await killProcess(pid, {graceMs: 1_000, isAlive: () => slirpPid(vmDir) !== undefined})
   unlinkQuiet(slirpPidFile(vmDir))
 }
 
@@ -132,8 +120,8 @@ export async function stopSlirp(vmDir: string): Promise<void> {
 export async function releaseNetns(vmDir: string): Promise<void> {
   const path = netnsPath(vmDir)
   for (let i = 0; i < 3 && isMounted(path); i++) {
-    await execa('umount', [path], {reject: false, stdin: 'ignore'})
-    if (isMounted(path)) await execa('umount', ['-l', path], {reject: false, stdin: 'ignore'})
+    await tryRun('umount', [path])
+    if (isMounted(path)) await tryRun('umount', ['-l', path])
   }
   try {
     if (lstatSync(path)) unlinkSync(path)

@@ -1,4 +1,4 @@
-import {execa} from 'execa'
+import {tryRun} from '../system/index.js'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -52,7 +52,7 @@ for (let i = 0; i < 50; i++) {
 await repo.close()
 `,
     )
-    const procs = Array.from({length: 8}, (_, w) => execa(process.execPath, [worker, db, String(w)], {reject: false, all: true}))
+    const procs = Array.from({length: 8}, (_, w) => tryRun(process.execPath, [worker, db, String(w)]))
     const results = await Promise.all(procs)
     for (const r of results) {
       expect(r.all).not.toMatch(/SQLITE_BUSY/)

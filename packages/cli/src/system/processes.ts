@@ -1,0 +1,60 @@
+import {accessSync, constants, statSync} from 'node:fs'
+import {delimiter, join} from 'node:path'
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** Whether a process exists (EPERM means it does, owned by someone else). */
+export function alive(pid: number | null | undefined): boolean {
+  if (!pid || pid <= 0) return false
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** Signals a process, or the whole group it leads; a process already gone is not an error. */
+export function signalProcess(pid: number, sig: NodeJS.Signals, group = false): void {
+  try {
+    process.kill(group ? -pid : pid, sig)
+  } catch {
+    if (!group) return
+    try {
+      process.kill(pid, sig)
+    } catch {
+      // gone
+    }
+  }
+}
+
+/**
+ * SIGTERM, then SIGKILL once `graceMs` has passed, then waits (bounded) for it to be gone.
+ * `isAlive` can say "gone" sooner than kill(0), which still sees an unreaped child (a zombie).
+ */
+export async function killProcess(pid: number, o: {group?: boolean; graceMs?: number; isAlive?: () => boolean} = {}): Promise<void> {
+  const running = o.isAlive ?? (() => alive(pid))
+  if (!running()) return
+  signalProcess(pid, 'SIGTERM', o.group)
+  const deadline = Date.now() + (o.graceMs ?? 2_000)
+  while (running() && Date.now() < deadline) await sleep(20)
+  if (running()) signalProcess(pid, 'SIGKILL', o.group)
+  const until = Date.now() + 2_000
+  while (running() && Date.now() < until) await sleep(20)
+}
+
+/** Finds a command the way a shell would, or checks an explicit path. */
+export function findBinary(cmd: string, env: NodeJS.ProcessEnv = process.env, explicit?: string): string | undefined {
+  const ok = (p: string) => {
+    try {
+      return statSync(p).isFile() && (accessSync(p, constants.X_OK), true)
+    } catch {
+      return false
+    }
+  }
+  if (explicit) return ok(explicit) ? explicit : undefined
+  if (cmd.includes('/')) return ok(cmd) ? cmd : undefined
+  for (const dir of (env.PATH ?? '').split(delimiter)) if (dir && ok(join(dir, cmd))) return join(dir, cmd)
+  return undefined
+}
