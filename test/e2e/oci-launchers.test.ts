@@ -1,35 +1,41 @@
 /**
- * Real runsc and runc, real buildah, real mounts: no mocks. Needs root, the runtimes, and the dev
- * image store (AGENT_IMAGE_STORE, default /var/tmp/agent-dev-images) holding localhost/agent/debian:bookworm.
+ * The gvisor and runc launchers driven directly (no CLI): real runsc and runc, real buildah, real
+ * mounts, no mocks. Needs root and the runtimes; boots the Debian base image that the e2e global
+ * setup builds into the shared test image store (test/helpers/global-setup.ts). It never skips:
+ * a missing prerequisite fails the file with the reason.
  */
 import {execa} from 'execa'
 import {existsSync, mkdtempSync, readFileSync, rmSync, statSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
-import {dirname, join, resolve} from 'node:path'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
-import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {ensureStateDir, type StatePaths} from '../config/state-dir.js'
-import {Buildah} from '../images/buildah.js'
-import {imageStore} from '../images/storage.js'
-import {vmRecord, type VmRecord} from '../state/vm-record.js'
-import {diskLayout, mountsUnder} from './disk.js'
-import {GvisorLauncher} from './gvisor.js'
-import type {ExecRequest, LaunchContext} from './launcher.js'
-import {containerName, type OciLauncher} from './oci.js'
-import {RuncLauncher} from './runc.js'
+import {ensureStateDir, type StatePaths} from '../../packages/cli/src/config/state-dir.js'
+import {BASE_IMAGE} from '../../packages/cli/src/images/base-image.js'
+import {Buildah} from '../../packages/cli/src/images/buildah.js'
+import {imageStore} from '../../packages/cli/src/images/storage.js'
+import {vmRecord, type VmRecord} from '../../packages/cli/src/state/vm-record.js'
+import {diskLayout, mountsUnder} from '../../packages/cli/src/launchers/disk.js'
+import {GvisorLauncher} from '../../packages/cli/src/launchers/gvisor.js'
+import type {ExecRequest, LaunchContext} from '../../packages/cli/src/launchers/launcher.js'
+import {containerName, type OciLauncher} from '../../packages/cli/src/launchers/oci.js'
+import {RuncLauncher} from '../../packages/cli/src/launchers/runc.js'
+import {ROOT, TEST_IMAGE_STORE} from '../helpers/agent.js'
+import {waitUntil} from '../helpers/wait.js'
 
-process.env.AGENT_IMAGE_STORE ??= '/var/tmp/agent-dev-images'
-const IMAGE = process.env.AGENT_TEST_IMAGE ?? 'localhost/agent/debian:bookworm'
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..')
-const guestDir = join(repo, 'guest', 'bin')
+// The launchers find images through AGENT_IMAGE_STORE: the store the global setup fills.
+process.env.AGENT_IMAGE_STORE = TEST_IMAGE_STORE
+const IMAGE = BASE_IMAGE
+const guestDir = join(ROOT, 'guest', 'bin')
 
-async function prerequisites(l: OciLauncher): Promise<string | undefined> {
+/** Why this host cannot run these tests, if it cannot. */
+async function missingPrerequisite(l: OciLauncher): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'not root'
   const a = await l.available()
   if (!a.ok) return `${l.name} unavailable: ${a.reason}`
   const b = new Buildah(imageStore('/nonexistent'))
-  if (!(await b.imageExists(IMAGE))) return `image ${IMAGE} not in ${process.env.AGENT_IMAGE_STORE}`
+  if (!(await b.imageExists(IMAGE))) return `image ${IMAGE} not in ${TEST_IMAGE_STORE} (the e2e global setup builds it)`
+  if (!existsSync(join(guestDir, 'agent-init'))) return `${guestDir}/agent-init is missing: run \`npm run build\``
   return undefined
 }
 
@@ -44,7 +50,6 @@ describe.each([
   ['runc', () => new RuncLauncher()],
 ] as const)('%s launcher (real runtime)', (name, make) => {
   const l = make()
-  let skip: string | undefined
   let paths: StatePaths
   let ctx: LaunchContext
   let root: string
@@ -59,25 +64,20 @@ describe.each([
   }
 
   beforeAll(async () => {
-    skip = await prerequisites(l)
-    if (skip) {
-      console.warn(`SKIPPING ${name} launcher tests: ${skip}`)
-      return
-    }
-    await execa('bash', [join(repo, 'guest', 'build.sh')])
+    const missing = await missingPrerequisite(l)
+    if (missing) throw new Error(`${name} launcher tests cannot run on this host: ${missing}`)
     root = mkdtempSync('/var/tmp/agent-oci-test-')
     paths = ensureStateDir(root)
     ctx = {paths, guestDir, env: {AGENT_TEST: '1'}, step: (s) => process.env.OCI_TEST_DEBUG && console.error(`${name} step: ${s}`)}
   })
 
   afterAll(async () => {
-    if (skip || !paths) return
+    if (!paths) return
     await l.remove(vm, ctx).catch(() => undefined)
     rmSync(root, {recursive: true, force: true})
   })
 
-  it('creates a VM and runs commands in it (exit codes, files, stdin, env, capture cap)', async (t) => {
-    if (skip) return t.skip(skip)
+  it('creates a VM and runs commands in it (exit codes, files, stdin, env, capture cap)', async () => {
     const refs = await l.create(vm, ctx)
     if (process.env.OCI_TEST_DEBUG) console.error('created')
     expect(refs).toEqual({containerRef: containerName(vm.id), rootfsRef: join(paths.vmDir(vm.id), 'rootfs'), bundleRef: paths.bundleDir(vm.id)})
@@ -119,12 +119,13 @@ describe.each([
     expect((await sh('touch /in/x')).exitCode).not.toBe(0)
   })
 
-  it('times out: kills the whole tree (setsid, ignored SIGTERM) and stays usable', async (t) => {
-    if (skip) return t.skip(skip)
+  it('times out: kills the whole tree (setsid, ignored SIGTERM) and stays usable', async () => {
+    // Bounds are orders of magnitude apart (a kill within a minute, a command of 1000 s), so
+    // they hold on a loaded host and still prove the kill.
     const t0 = Date.now()
-    const res = await sh('sleep 100', {timeoutSec: 2})
+    const res = await sh('sleep 1000', {timeoutSec: 2})
     expect(res).toMatchObject({exitCode: 124, timedOut: true})
-    expect(Date.now() - t0).toBeLessThan(8000)
+    expect(Date.now() - t0).toBeLessThan(60_000)
 
     const tree = await sh(
       `trap "" TERM; (trap "" TERM; setsid sh -c 'trap "" TERM; sleep 301 & sleep 302' &) ; (sleep 303 &); sleep 304`,
@@ -133,7 +134,7 @@ describe.each([
     expect(tree).toMatchObject({exitCode: 124, timedOut: true})
     // Nothing of either command remains (checked via /proc: minbase has no ps).
     const ps = await sh('for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done')
-    expect(ps.stdout).not.toMatch(/sleep (100|30[1-4])/)
+    expect(ps.stdout).not.toMatch(/sleep (1000|30[1-4])/)
     expect((await run(['echo', 'ok'])).stdout).toBe('ok\n')
 
     // Ctrl-C: an AbortSignal kills the command tree and returns promptly.
@@ -142,12 +143,11 @@ describe.each([
     const t1 = Date.now()
     const aborted = await sh('sleep 305 & sleep 306', {signal: ac.signal})
     expect(aborted).toMatchObject({exitCode: 130, timedOut: false})
-    expect(Date.now() - t1).toBeLessThan(6000)
+    expect(Date.now() - t1).toBeLessThan(60_000) // the command alone would take 306 s
     expect((await sh('for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done')).stdout).not.toMatch(/sleep 30[56]/)
   })
 
-  it('reports OOM as 137 + oom when the command allocates past the memory limit', async (t) => {
-    if (skip) return t.skip(skip)
+  it('reports OOM as 137 + oom when the command allocates past the memory limit', async () => {
     // tail buffers an endless "line" from /dev/zero: unbounded allocation.
     const res = await run(['tail', '/dev/zero'], {timeoutSec: 60})
     expect(res).toMatchObject({exitCode: 137, oom: true, timedOut: false})
@@ -156,8 +156,7 @@ describe.each([
     expect((await run(['cat', '/root/f.txt'])).stdout).toBe('kept\n')
   })
 
-  it('holds a fork bomb (pids limit) and the VM is usable afterwards', async (t) => {
-    if (skip) return t.skip(skip)
+  it('holds a fork bomb (pids limit) and the VM is usable afterwards', async () => {
     if (name === 'gvisor') {
       // runsc 20221219 (ptrace) cannot cap guest processes (see gvisor.ts): the bomb's sandbox is
       // lost, sometimes seconds after the exec returned. So use a throwaway VM and prove the
@@ -167,7 +166,7 @@ describe.each([
         await l.create(bomb, ctx)
         const t0 = Date.now()
         const res = await l.exec(bomb, ctx, {argv: ['sh', '-c', 'b() { b | b & }; b; sleep 3'], timeoutSec: 8, output: 'capture'})
-        expect(Date.now() - t0).toBeLessThan(20_000)
+        expect(Date.now() - t0).toBeLessThan(90_000) // a bomb that escaped the timeout would never end
         console.log(`gvisor: fork bomb exit ${res.exitCode}, oom ${res.oom}`)
         const peak = Number(readFileSync(`/sys/fs/cgroup/memory/agent/${bomb.id}/memory.max_usage_in_bytes`, 'utf8'))
         expect(peak).toBeLessThanOrEqual((bomb.memoryMib + 64) * 1024 * 1024)
@@ -178,7 +177,7 @@ describe.each([
     } else {
       const t0 = Date.now()
       const res = await sh('b() { b | b & }; b; sleep 3', {timeoutSec: 8})
-      expect(Date.now() - t0).toBeLessThan(20_000)
+      expect(Date.now() - t0).toBeLessThan(90_000) // a bomb that escaped the timeout would never end
       // The kernel refused forks at pids.max, and the VM never went down.
       expect(res.stderr).toMatch(/fork/i)
       expect(readFileSync(`/sys/fs/cgroup/pids/agent/${vm.id}/pids.events`, 'utf8')).toMatch(/^max [1-9]/m)
@@ -188,8 +187,7 @@ describe.each([
     expect((await run(['cat', '/root/f.txt'])).stdout).toBe('kept\n')
   })
 
-  it('bounds the disk: ENOSPC inside, the host image never grows past --disk', async (t) => {
-    if (skip) return t.skip(skip)
+  it('bounds the disk: ENOSPC inside, the host image never grows past --disk', async () => {
     const res = await sh('dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; df -k / /tmp | tail -n +2')
     expect(res.stdout).toMatch(/No space left on device/)
     const img = diskLayout(paths.vmDir(vm.id)).image
@@ -201,15 +199,13 @@ describe.each([
     expect((await sh('echo y > /root/after && cat /root/after')).stdout).toBe('y\n')
   })
 
-  it('network none: no interface but loopback, cannot connect anywhere', async (t) => {
-    if (skip) return t.skip(skip)
+  it('network none: no interface but loopback, cannot connect anywhere', async () => {
     const res = await run(['bash', '-c', 'cat /proc/net/dev; for h in 1.1.1.1 10.0.2.2 10.0.2.3; do timeout 3 bash -c "exec 3<>/dev/tcp/$h/80" && echo CONNECTED $h; done; true'])
     expect(res.stdout).not.toMatch(/eth0|tap0|CONNECTED/)
     expect(res.stdout).toMatch(/lo:/)
   })
 
-  it('stop keeps the files; start brings it back; status follows', async (t) => {
-    if (skip) return t.skip(skip)
+  it('stop keeps the files; start brings it back; status follows', async () => {
     expect((await l.status([vm], ctx)).get(vm.id)).toBe('running')
     await l.stop(vm, ctx)
     await l.stop(vm, ctx) // idempotent
@@ -221,8 +217,7 @@ describe.each([
     expect((await l.status([missing], ctx)).get(missing.id)).toBe('missing')
   })
 
-  it('allow_all: user-mode network in its own namespace, host 127.0.0.1 unreachable', async (t) => {
-    if (skip) return t.skip(skip)
+  it('allow_all: user-mode network in its own namespace, host 127.0.0.1 unreachable', async () => {
     const server: Server = createServer((s) => s.end('SECRET\n'))
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
     const port = (server.address() as {port: number}).port
@@ -241,16 +236,15 @@ describe.each([
       const slirp = Number(readFileSync(join(paths.vmDir(net.id), 'slirp.pid'), 'utf8'))
       expect(existsSync(`/proc/${slirp}`)).toBe(true)
       await l.remove(net, ctx)
-      await new Promise((r) => setTimeout(r, 100))
-      expect(existsSync(`/proc/${slirp}/cmdline`) && readFileSync(`/proc/${slirp}/cmdline`, 'utf8').includes('slirp4netns')).toBe(false)
+      const slirpAlive = () => existsSync(`/proc/${slirp}/cmdline`) && readFileSync(`/proc/${slirp}/cmdline`, 'utf8').includes('slirp4netns')
+      expect(await waitUntil(() => !slirpAlive(), 10_000), `slirp4netns ${slirp} still running after remove`).toBe(true)
     } finally {
       server.close()
       await l.remove(net, ctx).catch(() => undefined)
     }
   })
 
-  it('remove leaves nothing behind, and is idempotent', async (t) => {
-    if (skip) return t.skip(skip)
+  it('remove leaves nothing behind, and is idempotent', async () => {
     const vmDir = paths.vmDir(vm.id)
     await l.remove(vm, ctx)
     await l.remove(vm, ctx)

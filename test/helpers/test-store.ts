@@ -1,9 +1,9 @@
-// Test helper (not shipped by the CLI at run time): a private, throwaway image store with real buildah.
+// Test helper for the e2e project: a private, throwaway image store with real buildah (needs buildah, root).
 import {execa} from 'execa'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
-import {Buildah} from './buildah.js'
-import {imageStore} from './storage.js'
+import {Buildah} from '../../packages/cli/src/images/buildah.js'
+import {imageStore} from '../../packages/cli/src/images/storage.js'
 
 export interface TempStore {
   dir: string
