@@ -27,22 +27,26 @@ const calls = (): string[][] => {
 
 describe('krunvm launcher (stand-in contract)', () => {
   it('refuses --network none with an explanation, before calling krunvm', async () => {
+    // --runtime is the old spelling of --launcher, and still works.
     const r = await a(['vm', 'create', '--language', 'python', '--runtime', 'krunvm'])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/krunvm cannot run a VM without network/)
-    expect(r.stderr).toMatch(/--network allow_all|--runtime gvisor/)
+    expect(r.stderr).toMatch(/--network allow_all.*--launcher gvisor/)
     expect(calls()).toEqual([])
     expect(JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout)).toEqual([])
   })
 
   it('runs create, exec, run --file, stop, start and clean with krunvm\'s exact argv', async () => {
-    const c = await a(['vm', 'create', '--language', 'python', '--runtime', 'krunvm', '--network', 'allow_all', '--cpu', '2', '--mem', '512'])
+    const c = await a(['vm', 'create', '--language', 'python', '--launcher', 'krunvm', '--network', 'allow_all', '--cpu', '2', '--mem', '512'])
     expect(c.code, c.stderr).toBe(0)
     const id = c.stdout.trim()
     const name = `agent-${id}`
     const vmDir = join(st.dir, 'vms', id)
+    // The image is the one the VM record names (its tag follows the language version).
+    const image = (JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout) as Array<{id: string; image: string}>).find((v) => v.id === id)?.image
+    expect(image).toMatch(/^localhost\/agent\/python:/)
     expect(calls()[0]).toEqual([
-      'create', 'localhost/agent/python:latest', '--name', name, '--cpus', '2', '--mem', '512',
+      'create', image, '--name', name, '--cpus', '2', '--mem', '512',
       '--volume', `${vmDir}/in:/in`, '--volume', `${vmDir}/out:/out`,
     ])
     const hello = await a(['vm', 'exec', '--vm', id, '--hello'])
@@ -70,7 +74,7 @@ describe('krunvm launcher (stand-in contract)', () => {
   })
 
   it('maps krunvm\'s own failure (255, message on stdout) to a clear agent error and leaves nothing', async () => {
-    const r = await a(['vm', 'create', '--language', 'python', '--runtime', 'krunvm', '--network', 'allow_all'], {env: {KRUNVM_STANDIN_FAIL: 'create'}})
+    const r = await a(['vm', 'create', '--language', 'python', '--launcher', 'krunvm', '--network', 'allow_all'], {env: {KRUNVM_STANDIN_FAIL: 'create'}})
     expect(r.code).not.toBe(0)
     expect(r.code).not.toBe(255)
     expect(r.stderr).toMatch(/vm create failed at step "creating the krunvm VM": .*krunvm/)
@@ -78,7 +82,7 @@ describe('krunvm launcher (stand-in contract)', () => {
   })
 
   it('with guest volumes off, refuses --file clearly', async () => {
-    const c = await a(['vm', 'create', '--language', 'python', '--runtime', 'krunvm', '--network', 'allow_all'], {env: {AGENT_ENABLE_GUEST_VOLUMES: '0'}})
+    const c = await a(['vm', 'create', '--language', 'python', '--launcher', 'krunvm', '--network', 'allow_all'], {env: {AGENT_ENABLE_GUEST_VOLUMES: '0'}})
     expect(c.code, c.stderr).toBe(0)
     const id = c.stdout.trim()
     expect(calls().at(-1)).not.toContain('--volume')

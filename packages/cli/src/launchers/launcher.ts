@@ -1,6 +1,12 @@
 import type {Readable} from 'node:stream'
 import type {StatePaths} from '../config/state-dir.js'
+import {AgentError} from '../errors.js'
 import type {LauncherName, VmRecord} from '../state/vm-record.js'
+
+/**
+ * The contract every launcher (gvisor, runc, krunvm, …) meets. Nothing above the launcher
+ * floor names a launcher: services ask these methods and capabilities instead.
+ */
 
 export interface Availability {
   ok: boolean
@@ -59,13 +65,69 @@ export interface ExecResult {
   stdoutTruncated: boolean
   stderrTruncated: boolean
   durationMs: number
+  /** The VM is no longer running after this command (say, gVisor's OOM took the sandbox and it would not boot again): why. */
+  sandboxLost?: string
 }
 
 export type RuntimeState = 'running' | 'stopped' | 'missing'
 
+/** Why a launcher cannot do something, and what the user can do instead. */
+export interface Unsupported {
+  why: string
+  hint?: string
+}
+
+/** What a launcher can do; services check these instead of naming launchers. */
+export interface LauncherCapabilities {
+  /** Can boot a VM with no network at all (`--network none`). */
+  networkNone: true | Unsupported
+  /** Guest volumes (/in, /out, /persist) are mounted, so `--file` and `--out` reach the guest. */
+  files: true | Unsupported
+  /** remove() works from a VM id alone, so `clean --all` can sweep leftovers that have no row. */
+  sweepsOrphans: boolean
+  /** The runtime can attach an interactive terminal to a guest command. */
+  tty: boolean
+}
+
+/** One prerequisite on this host, as `agent doctor` prints it. */
+export interface HostCheck {
+  id: string
+  title: string
+  ok: boolean
+  /** What was found (a version, a path, a list of controllers) or what is wrong. */
+  detail: string
+  /** What to do about it, when not ok. */
+  fix?: string
+  /** The launchers that need it. */
+  neededBy: LauncherName[]
+}
+
+/** Where host facts are read from; tests point these at fake trees. */
+export interface HostRoots {
+  /** /sys/fs/cgroup */
+  cgroupRoot: string
+  /** /proc/cgroups */
+  procCgroups: string
+  /** /dev/kvm */
+  kvm: string
+}
+
+/** The host a launcher checks itself against. */
+export interface HostProbe {
+  paths: StatePaths
+  env: NodeJS.ProcessEnv
+  platform: NodeJS.Platform
+  roots: HostRoots
+}
+
 export interface Launcher {
   readonly name: LauncherName
+  /** Why one would choose it, one phrase: "a user-space kernel, VM-grade isolation without KVM". */
+  readonly summary: string
+  readonly capabilities: LauncherCapabilities
   available(): Promise<Availability>
+  /** This launcher's prerequisites on the host (binaries and versions, kernel features). */
+  checks(host: HostProbe): Promise<HostCheck[]>
   /** Makes the sandbox and boots it. Idempotent steps; on failure the VM service calls remove(). */
   create(vm: VmRecord, ctx: LaunchContext): Promise<LauncherRefs>
   /** Boots a stopped VM again with its files intact. */
@@ -77,6 +139,11 @@ export interface Launcher {
   remove(vm: VmRecord, ctx: LaunchContext): Promise<void>
   /** The runtime's view of each VM, in one call where the runtime allows. */
   status(vms: readonly VmRecord[], ctx: Pick<LaunchContext, 'paths'>): Promise<Map<string, RuntimeState>>
-  /** Whether guest volumes (/in, /out, /persist) are mounted, so --file can work. */
-  readonly supportsFiles: boolean
+}
+
+/** Throws the launcher's own explanation when it lacks a capability a request needs. */
+export function requireCapability(l: Pick<Launcher, 'name' | 'capabilities'>, cap: 'networkNone' | 'files', kind: 'usage' | 'unavailable', lead?: string): void {
+  const c = l.capabilities[cap]
+  if (c === true) return
+  throw new AgentError(kind, lead ? `${lead}: ${c.why}` : c.why, {hint: c.hint})
 }

@@ -8,28 +8,35 @@
  *   cgroups                                /sys/fs/cgroup/<controller>/agent/<id>
  *   runtime state                          paths.runtimeRoot(<launcher>)/agent-<id>
  */
-import {execa} from 'execa'
-import {randomBytes} from 'node:crypto'
-import {closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs'
+import {closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {constants as osConstants} from 'node:os'
 import {StatePaths} from '../config/state-dir.js'
-import {AgentError, errorMessage, ExitCode, unavailable} from '../errors.js'
+import {AgentError, errorMessage, unavailable} from '../errors.js'
 import {Buildah} from '../images/buildah.js'
 import {imageStore} from '../images/storage.js'
 import {logger} from '../logging/logger.js'
 import type {LauncherName, VmRecord} from '../state/vm-record.js'
-import {diskLayout, ensureDisk, fdOption, ensureRootfs, mountsUnder, releaseDisk} from './disk.js'
-import type {Availability, ExecRequest, ExecResult, LaunchContext, Launcher, LauncherRefs, RuntimeState} from './launcher.js'
+import {lastLines, sleep, tryRun} from '../system/index.js'
+import {diskLayout, ensureDisk, ensureRootfs, mountsUnder, releaseDisk} from './disk.js'
+import {checkBinary, checkCgroups} from './host-checks.js'
+import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
+import type {Availability, ExecRequest, ExecResult, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState} from './launcher.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
-import {buildOciSpec, cgroupsPath, DEFAULT_PATH, INIT_PATH, type OciFlavour} from './oci-spec.js'
-import {CappedOutput} from './capped-output.js'
+import {channelHostDir, channelSocketPath} from './guest-channel.js'
+import {ociExec} from './oci-exec.js'
+import {buildOciSpec, type OciFlavour} from './oci-spec.js'
 
 /** What differs between runsc and runc. */
 export interface OciRuntime {
   name: Extract<LauncherName, 'gvisor' | 'runc'>
+  /** Why one would choose it (doctor's default reason). */
+  summary: string
   bin: string
+  /** The env var that names the binary (AGENT_RUNSC), for doctor. */
+  binEnv: string
   spec: OciFlavour
+  /** The host's OOM killer ends the whole sandbox, not just the guest command (gVisor). */
+  oomKillsSandbox: boolean
   /** Flags before the subcommand; `vm` is given for `run` (network mode matters there). */
   globalArgs(root: string, vm?: VmRecord): string[]
   /** Host cgroup limits for the sandbox, from the VM's guest limits. */
@@ -39,31 +46,49 @@ export interface OciRuntime {
   fix: string
   /** Extra host requirement; returns why it is not met. */
   hostCheck?(): string | undefined
+  /** What this runtime's version allows, for doctor (one line, or nothing). */
+  versionFacts?(version: string): string | undefined
+  /** Last changes to the bundle's spec before it is written (gVisor: RLIMIT_NPROC from --pids). */
+  adjustSpec?(spec: Record<string, unknown>, vm: VmRecord): void
+  /** After an OOM kill, until the runtime's view is true again (gVisor: the dying sandbox still says "running"). */
+  settleAfterOom?(root: string, name: string): Promise<void>
 }
-
-export const DEFAULT_MAX_CAPTURE = 1024 * 1024
-/** Host-side grace beyond the guest's own timeout before we kill the runtime exec process. */
-const HOST_GRACE_MS = 5_000
-const CGROUP_ROOT = '/sys/fs/cgroup'
 
 export const containerName = (id: string) => `agent-${id}`
 
 export class OciLauncher implements Launcher {
-  readonly supportsFiles = true
+  readonly capabilities: LauncherCapabilities = {networkNone: true, files: true, sweepsOrphans: true, tty: true}
   constructor(readonly runtime: OciRuntime) {}
 
   get name(): LauncherName {
     return this.runtime.name
   }
 
+  get summary(): string {
+    return this.runtime.summary
+  }
+
+  async checks(host: HostProbe): Promise<HostCheck[]> {
+    const rt = this.runtime
+    if (host.platform !== 'linux') return []
+    const bin = await checkBinary({id: rt.spec, cmd: rt.bin, envVar: rt.binEnv, neededBy: [rt.name], fix: rt.fix}, host.env)
+    const facts = bin.version ? rt.versionFacts?.(bin.version) : undefined
+    if (facts) bin.detail += `; ${facts}`
+    const slirp = await checkBinary(
+      {id: 'slirp4netns', cmd: 'slirp4netns', neededBy: [rt.name], fix: 'install slirp4netns: `apt-get install slirp4netns` (needed for --network allow_all with gvisor and runc)'},
+      host.env,
+    )
+    return [bin, slirp, checkCgroups(host.roots, [rt.name])]
+  }
+
   // ---------------------------------------------------------------- availability
 
   async available(): Promise<Availability> {
     const rt = this.runtime
-    const res = await execa(rt.bin, ['--version'], {reject: false, stdin: 'ignore', timeout: 10_000})
-    if (res.failed && (res as {code?: string}).code === 'ENOENT') return {ok: false, reason: `${rt.bin} is not installed`, fix: rt.fix}
-    if (res.exitCode !== 0) return {ok: false, reason: `${rt.bin} --version failed: ${String(res.stderr || res.message).trim().split('\n')[0]}`, fix: rt.fix}
-    const version = String(res.stdout).split('\n')[0]!.trim()
+    const res = await tryRun(rt.bin, ['--version'], {timeoutMs: 10_000})
+    if (res.missing) return {ok: false, reason: `${rt.bin} is not installed`, fix: rt.fix}
+    if (res.exitCode !== 0) return {ok: false, reason: `${rt.bin} --version failed: ${res.stderr.trim().split('\n')[0] || `exit ${res.exitCode}`}`, fix: rt.fix}
+    const version = res.stdout.split('\n')[0]!.trim()
     if (process.getuid?.() !== 0) return {ok: false, version, reason: `${rt.name} needs root (loop and overlay mounts, cgroups)`, fix: 'run agent as root'}
     const why = rt.hostCheck?.()
     if (why) return {ok: false, version, reason: why, fix: rt.fix}
@@ -135,6 +160,11 @@ export class OciLauncher implements Launcher {
       throw new AgentError('internal', `guest init missing: ${join(ctx.guestDir, 'agent-init')}`, {hint: 'build it with: bash guest/build.sh'})
     }
 
+    // The exec channel's dir lives on the bounded disk; a socket left by the last boot goes.
+    const chan = channelHostDir(vmDir)
+    mkdirSync(chan, {recursive: true, mode: 0o700})
+    rmSync(channelSocketPath(vmDir), {force: true, recursive: true})
+
     ctx.step?.('network')
     let netns: string | undefined
     if (vm.network === 'allow_all') {
@@ -159,7 +189,9 @@ export class OciLauncher implements Launcher {
       netnsPath: netns,
       env: ctx.env,
       nofile: nofileHardLimit(),
+      channelDir: chan,
     })
+    this.runtime.adjustSpec?.(spec, vm)
     mkdirSync(paths.bundleDir(vm.id), {recursive: true, mode: 0o700})
     writeFileSync(join(paths.bundleDir(vm.id), 'config.json'), JSON.stringify(spec, null, 2) + '\n')
     return d.rootfs
@@ -182,12 +214,13 @@ export class OciLauncher implements Launcher {
     const log = openSync(logPath, 'w', 0o600)
     let res
     try {
-      res = await execa(this.runtime.bin, [...this.runtime.globalArgs(root, vm), 'run', '--detach', '--bundle', paths.bundleDir(vm.id), name], {
-        reject: false,
-        stdin: 'ignore',
-        stdout: fdOption(log),
-        stderr: fdOption(log),
-        timeout: 60_000,
+      // Its own session: `runsc run --detach` leaves its gofer in the caller's process group and
+      // session, and the VM must not die with the terminal, CI step or agent that created it.
+      res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root, vm), 'run', '--detach', '--bundle', paths.bundleDir(vm.id), name], {
+        stdoutFd: log,
+        stderrFd: log,
+        timeoutMs: 60_000,
+        detached: true,
       })
     } finally {
       closeSync(log)
@@ -195,8 +228,13 @@ export class OciLauncher implements Launcher {
     if (res.exitCode !== 0) {
       const tail = readTail(logPath)
       await this.rt(root, ['delete', '--force', name])
-      throw new AgentError('internal', `${this.runtime.bin} could not start ${name}: ${tail || res.message}`)
+      if (res.missing) throw unavailable(`${this.runtime.bin} is not installed`, this.runtime.fix)
+      throw new AgentError('internal', `${this.runtime.bin} could not start ${name}: ${tail || `exit ${res.exitCode}`}`)
     }
+    // agent-init publishes its socket once it listens; the first exec should find it. If it does
+    // not appear, execs fall back to the runtime's exec (logged), so this only waits, never fails.
+    const sock = channelSocketPath(paths.vmDir(vm.id))
+    for (let i = 0; i < 60 && !existsSync(sock); i++) await sleep(50)
   }
 
   /** SIGTERM to init (it exits cleanly), SIGKILL after a short grace, then delete. */
@@ -223,13 +261,13 @@ export class OciLauncher implements Launcher {
     if (!vms.length) return out
     const running = new Set<string>()
     const root = this.root(ctx.paths)
-    const res = await execa(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {reject: false, stdin: 'ignore', timeout: 30_000})
+    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {timeoutMs: 30_000})
     if (res.exitCode === 0) {
-      const rows = (JSON.parse(String(res.stdout || 'null')) ?? []) as Array<{id: string; status: string}>
+      const rows = (JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status: string}>
       for (const r of rows) if (r.status === 'running') running.add(r.id)
     } else if (existsSync(root)) {
       // An unanswered list is not "nothing runs": the caller must keep the rows as they are.
-      throw unavailable(`cannot ask ${this.runtime.bin} which VMs run: ${String(res.stderr || res.shortMessage || '').trim().split('\n').pop()}`, this.runtime.fix)
+      throw unavailable(`cannot ask ${this.runtime.bin} which VMs run: ${lastLines(res.all, 1) || `exit ${res.exitCode}`}`, this.runtime.fix)
     }
     for (const vm of vms) {
       if (running.has(containerName(vm.id))) out.set(vm.id, 'running')
@@ -242,111 +280,28 @@ export class OciLauncher implements Launcher {
   // ---------------------------------------------------------------- exec
 
   async exec(vm: VmRecord, ctx: LaunchContext, req: ExecRequest): Promise<ExecResult> {
-    const started = Date.now()
-    const root = this.root(ctx.paths)
-    const name = containerName(vm.id)
-    const tag = randomBytes(6).toString('hex')
-    const timeoutSec = Math.max(1, Math.ceil(req.timeoutSec))
-    const env: Record<string, string> = {PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: vm.id, ...ctx.env, ...req.env}
-    const args = [...this.runtime.globalArgs(root), 'exec']
-    if (req.workdir) args.push('--cwd', req.workdir)
-    for (const [k, v] of Object.entries(env)) args.push('--env', `${k}=${v}`)
-    args.push(name, INIT_PATH, 'exec', '--timeout', String(timeoutSec), '--tag', tag, '--', ...req.argv)
-
-    const oomBefore = oomKills(vm.id)
-    const max = req.maxCaptureBytes ?? DEFAULT_MAX_CAPTURE
-    const capture = req.output === 'capture'
-    logger().debug(`${this.runtime.bin} exec ${name} ${req.argv.join(' ')}`)
-    const proc = execa(this.runtime.bin, args, {
-      reject: false,
-      buffer: false,
-      stdin: req.stdin === 'inherit' ? 'inherit' : req.stdin ? 'pipe' : 'ignore',
-      // Always through us: runsc writes a donated regular-file fd at its own offset, so
-      // `agent vm exec ... > log 2>&1` would interleave stdout over stderr.
-      stdout: 'pipe',
-      stderr: 'pipe',
-    })
-    if (req.stdin && req.stdin !== 'inherit' && proc.stdin) {
-      proc.stdin.on('error', () => undefined) // the guest may exit without reading it all
-      req.stdin.pipe(proc.stdin)
+    const result = await ociExec(this.runtime, vm, this.root(ctx.paths), ctx, req)
+    if (result.oom && this.runtime.oomKillsSandbox) await this.runtime.settleAfterOom?.(this.root(ctx.paths), containerName(vm.id))
+    if (result.oom && this.runtime.oomKillsSandbox && (await this.containerState(ctx.paths, containerName(vm.id))) !== 'running') {
+      result.sandboxLost = await this.reviveAfterOom(vm, ctx)
     }
-    const out = new CappedOutput(max)
-    const err = new CappedOutput(max)
-    proc.stdout?.on('data', (b: Buffer) => {
-      if (capture) out.push(b)
-      else process.stdout.write(b)
-      req.onOutput?.('stdout', b)
-    })
-    proc.stderr?.on('data', (b: Buffer) => {
-      if (capture) err.push(b)
-      else process.stderr.write(b)
-      req.onOutput?.('stderr', b)
-    })
+    return result
+  }
 
-    // The runtime forwards SIGTERM/SIGINT to agent-init, which kills the whole guest tree.
-    // If the runtime itself is stuck, SIGKILL it and kill the tree by tag from a fresh exec.
-    let hostKilled: 'deadline' | 'abort' | undefined
-    const timers: NodeJS.Timeout[] = []
-    const escalate = (why: 'deadline' | 'abort') => {
-      if (hostKilled) return
-      hostKilled = why
-      proc.kill(why === 'abort' ? 'SIGINT' : 'SIGTERM')
-      timers.push(
-        setTimeout(() => {
-          proc.kill('SIGKILL')
-          void this.rt(root, ['exec', name, INIT_PATH, 'kill', '--tag', tag])
-        }, 3_000),
-      )
-    }
-    timers.push(setTimeout(() => escalate('deadline'), timeoutSec * 1000 + HOST_GRACE_MS))
-    const onAbort = () => escalate('abort')
-    if (req.signal?.aborted) onAbort()
-    req.signal?.addEventListener('abort', onAbort, {once: true})
-    // Daemons the command leaves behind may hold the pipes open; once the runtime process
-    // has exited, give the pipes a moment to drain and then stop waiting for them.
-    proc.once('exit', () => {
-      timers.push(
-        setTimeout(() => {
-          proc.stdout?.destroy()
-          proc.stderr?.destroy()
-        }, 250),
-      )
-    })
-
-    const res = await proc
-    for (const t of timers) clearTimeout(t)
-    req.signal?.removeEventListener('abort', onAbort)
-    // Not every runtime forwards the signal (runsc 20221219 exits on SIGINT and leaves the guest
-    // command running): make sure by killing the tree by tag from a fresh exec (idempotent).
-    if (hostKilled) await this.rt(root, ['exec', name, INIT_PATH, 'kill', '--tag', tag])
-    if ((res as {code?: string}).code === 'ENOENT') throw unavailable(`${this.runtime.bin} is not installed`, this.runtime.fix)
-
-    let exitCode = res.exitCode ?? (res.signal ? 128 + (osConstants.signals[res.signal as keyof typeof osConstants.signals] ?? 0) : 1)
-    const elapsed = Date.now() - started
-    const timedOut = hostKilled === 'deadline' || (exitCode === ExitCode.Timeout && elapsed >= timeoutSec * 1000 - 250)
-    if (timedOut) exitCode = ExitCode.Timeout
-    else if (hostKilled === 'abort') exitCode = ExitCode.Interrupted
-
-    // OOM: the host memory cgroup's oom_kill counter (cgroup v1 memory.oom_control).
-    // runc: the kernel killed a guest process; it is ours when the command died of SIGKILL.
-    // runsc: gVisor has no guest OOM killer here; the host kills the sentry, i.e. the whole
-    // sandbox dies (runsc exec then fails with "WaitPID ... EOF"). start() brings it back.
-    let oom = false
-    if (!timedOut && oomKills(vm.id) > oomBefore) {
-      if (this.runtime.spec === 'runsc' || exitCode === ExitCode.OutOfMemory) {
-        oom = true
-        exitCode = ExitCode.OutOfMemory
-      }
-    }
-    return {
-      exitCode,
-      timedOut,
-      oom,
-      stdout: out.text(),
-      stderr: err.text(),
-      stdoutTruncated: out.truncated,
-      stderrTruncated: err.truncated,
-      durationMs: Date.now() - started,
+  /**
+   * Under gVisor the host's OOM killer takes the whole sandbox, not just the command. The VM's
+   * disk is intact, so boot it again: the user sees the 137 of their command and a usable VM.
+   * Returns why the VM is down when it could not be booted again.
+   */
+  private async reviveAfterOom(vm: VmRecord, ctx: LaunchContext): Promise<string | undefined> {
+    logger().warn(`${vm.id}: the out-of-memory kill took down the ${this.name} sandbox; booting it again (files are kept)`)
+    try {
+      await this.stop(vm, ctx)
+      await this.start(vm, ctx)
+      return undefined
+    } catch (err) {
+      logger().error(`${vm.id}: could not boot it again: ${errorMessage(err)}; run \`agent vm start ${vm.id}\``)
+      return `sandbox died of out-of-memory and could not be restarted: ${errorMessage(err)}`
     }
   }
 
@@ -364,17 +319,17 @@ export class OciLauncher implements Launcher {
 
   /** Runs a runtime subcommand, tolerating failure (cleanup paths); returns the result. */
   private async rt(root: string, args: readonly string[]) {
-    const res = await execa(this.runtime.bin, [...this.runtime.globalArgs(root), ...args], {reject: false, stdin: 'ignore', all: true, timeout: 30_000})
-    if (res.exitCode !== 0) logger().debug(`${this.runtime.bin} ${args.join(' ')}: ${String(res.all).trim()}`)
+    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), ...args], {timeoutMs: 30_000})
+    if (res.exitCode !== 0) logger().debug(`${this.runtime.bin} ${args.join(' ')}: ${res.all.trim()}`)
     return res
   }
 
   /** 'running' | 'stopped' | 'created' ... or undefined when the runtime does not know it. */
   private async containerState(paths: StatePaths, name: string): Promise<string | undefined> {
-    const res = await execa(this.runtime.bin, [...this.runtime.globalArgs(this.root(paths)), 'state', name], {reject: false, stdin: 'ignore', timeout: 30_000})
+    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(this.root(paths)), 'state', name], {timeoutMs: 30_000})
     if (res.exitCode !== 0) return undefined
     try {
-      return (JSON.parse(String(res.stdout)) as {status?: string}).status ?? 'unknown'
+      return (JSON.parse(res.stdout) as {status?: string}).status ?? 'unknown'
     } catch (err) {
       logger().debug(`state ${name}: ${errorMessage(err)}`)
       return 'unknown'
@@ -382,55 +337,10 @@ export class OciLauncher implements Launcher {
   }
 }
 
-/** memory.oom_control's oom_kill counter of the VM's cgroup (0 when absent). */
-export function oomKills(id: string): number {
-  try {
-    const text = readFileSync(join(CGROUP_ROOT, 'memory', cgroupsPath(id), 'memory.oom_control'), 'utf8')
-    return Number(/^oom_kill (\d+)/m.exec(text)?.[1] ?? 0)
-  } catch {
-    return 0
-  }
-}
-
-/** Removes /sys/fs/cgroup/<each controller>/agent/<id>; empty cgroups only, errors ignored. */
-export function removeCgroups(id: string): void {
-  let controllers: string[]
-  try {
-    controllers = readdirSync(CGROUP_ROOT)
-  } catch {
-    return
-  }
-  for (const c of controllers) {
-    const dir = join(CGROUP_ROOT, c, cgroupsPath(id))
-    if (!existsSync(dir)) continue
-    try {
-      rmdirSync(dir)
-    } catch (err) {
-      logger().debug(`rmdir ${dir}: ${errorMessage(err)}`)
-    }
-  }
-}
-
-/** Our own RLIMIT_NOFILE hard limit: the guest cannot get more without CAP_SYS_RESOURCE. */
-function nofileHardLimit(): number {
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
-    const hard = line?.trim().split(/\s+/)[4]
-    if (hard === 'unlimited') return 65536
-    const n = Number(hard)
-    if (Number.isFinite(n) && n > 0) return Math.min(n, 65536)
-  } catch {
-    // not Linux?
-  }
-  return 1024
-}
-
 function readTail(path: string): string {
   try {
-    return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).slice(-3).join(' | ')
+    return lastLines(readFileSync(path, 'utf8'))
   } catch {
     return ''
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

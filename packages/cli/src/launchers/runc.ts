@@ -6,8 +6,11 @@ export class RuncLauncher extends OciLauncher {
   constructor(bin = process.env.AGENT_RUNC ?? 'runc') {
     super({
       name: 'runc',
+      summary: 'plain containers, the weakest isolation',
       bin,
+      binEnv: 'AGENT_RUNC',
       spec: 'runc',
+      oomKillsSandbox: false,
       globalArgs: (root: string) => ['--root', root],
       hostMemoryMib: (vm) => vm.memoryMib,
       hostPids: (vm) => vm.pids,
