@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {ROOT, TEST_IMAGE_STORE, agentIn, tempState} from '../helpers/agent.js'
 import {buildahContainers, mountsOf, runtimeContainers, vmDirs} from '../helpers/host.js'
+import {waitUntil} from '../helpers/wait.js'
 
 const st = tempState('agent-reconcile-')
 const a = agentIn({...st.env, AGENT_RUNTIME: 'runc'})
@@ -18,7 +19,9 @@ describe('keeping vm list truthful', () => {
   it('shows a sandbox that died behind our back as stopped, and start brings it back', async () => {
     const id = (await a(['vm', 'create', '--language', 'python', '--mem', '64'])).stdout.trim()
     await execa('runc', ['--root', join(st.dir, 'run', 'runc'), 'kill', `agent-${id}`, 'KILL'])
-    await new Promise((r) => setTimeout(r, 500))
+    // Wait for runc itself to see the container stopped (a fixed sleep can be too short on a loaded host).
+    const runcState = async () => JSON.parse((await execa('runc', ['--root', join(st.dir, 'run', 'runc'), 'state', `agent-${id}`], {reject: false})).stdout || '{}').status
+    expect(await waitUntil(async () => (await runcState()) === 'stopped', 30_000), 'runc never saw the killed container stop').toBe(true)
     expect(await status(id)).toBe('stopped')
     expect((await a(['vm', 'list'])).stdout).not.toContain(id)
     expect((await a(['vm', 'start', id])).code).toBe(0)

@@ -5,7 +5,7 @@
  */
 import {execa, type ResultPromise} from 'execa'
 import {randomBytes} from 'node:crypto'
-import {existsSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {expect} from 'vitest'
 import {AGENT_BIN, type AgentResult, type RunOptions} from '../helpers/agent.js'
@@ -62,15 +62,55 @@ export class Bystander {
   }
 }
 
-/** Number of processes on the host (/proc/[0-9]*). */
-export function hostProcessCount(): number {
+/**
+ * Host processes that belong to one test state dir: every process in its VMs' pids cgroups (runc's
+ * container; runsc's sentry, gofer and stubs) and every process naming the state dir or one of its
+ * VMs on its command line (runsc/runc exec, slirp4netns). A guest cannot leave its cgroup, so this
+ * sees a runaway or leaked process, and unlike a count of all host processes it does not move when
+ * other test files start VMs alongside (they run in parallel on the same host).
+ */
+export function stateDirProcesses(stateDir: string): number[] {
+  const ids = vmDirs(stateDir)
+  const pids = new Set<number>()
+  for (const id of ids) {
+    const p = cgroupFile('pids', id, 'cgroup.procs')
+    if (!p) continue
+    try {
+      for (const l of readFileSync(p, 'utf8').split('\n')) if (l.trim()) pids.add(Number(l))
+    } catch {
+      // the cgroup went away meanwhile
+    }
+  }
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8')
+      if (cmd.includes(stateDir) || ids.some((id) => cmd.includes(id))) pids.add(Number(d))
+    } catch {
+      // gone
+    }
+  }
+  return [...pids]
+}
+
+/**
+ * Number of host processes: those of one test state dir when given (see stateDirProcesses: the
+ * robust measure while other test files run), else all of /proc/[0-9]*.
+ */
+export function hostProcessCount(stateDir?: string): number {
+  if (stateDir !== undefined) return stateDirProcesses(stateDir).length
   return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).length
 }
 
-/** The host is healthy: its process count is not far above a baseline (other test files run alongside). */
-export function expectHostProcessesNear(baseline: number, tolerance = 300): void {
-  const now = hostProcessCount()
-  expect(now, `host processes: ${now}, baseline ${baseline}`).toBeLessThan(baseline + tolerance)
+/**
+ * The host is healthy: the process count is not far above a baseline taken with the same
+ * `stateDir` argument. Without a state dir this counts every host process, which other test files
+ * move by hundreds; pass the state dir.
+ */
+export function expectHostProcessesNear(baseline: number, tolerance = 300, stateDir?: string): void {
+  const now = hostProcessCount(stateDir)
+  const what = stateDir === undefined ? 'host processes' : `host processes of ${stateDir}`
+  expect(now, `${what}: ${now}, baseline ${baseline}`).toBeLessThan(baseline + tolerance)
 }
 
 /** A cgroup v1 file of a VM (controllers may be mounted alone or combined, e.g. cpu,cpuacct). */
@@ -87,6 +127,22 @@ export function cgroupFile(controller: string, id: string, file: string): string
     if (existsSync(p)) return p
   }
   return undefined
+}
+
+/**
+ * One counter of a keyed cgroup v1 file ("key value" lines), e.g. pids.events `max` (forks the
+ * pids limit refused), memory.oom_control `oom_kill`, cpu.stat `nr_throttled`. The kernel counts
+ * these, so unlike sampling a current value they cannot miss a short peak on a loaded host.
+ */
+export function readCgroupCounter(controller: string, id: string, file: string, key: string): number | undefined {
+  const p = cgroupFile(controller, id, file)
+  if (!p) return undefined
+  try {
+    const line = readFileSync(p, 'utf8').split('\n').find((l) => l.split(/\s+/)[0] === key)
+    return line === undefined ? undefined : Number(line.split(/\s+/)[1])
+  } catch {
+    return undefined
+  }
 }
 
 export function readCgroupNumber(controller: string, id: string, file: string): number | undefined {
@@ -108,6 +164,38 @@ export function vmHostProcesses(id: string): number {
   } catch {
     return 0
   }
+}
+
+/**
+ * Bytes allocated on the host under `dir` (st_blocks, sparse files count what they use), not
+ * descending into other file systems mounted below it (a VM's loop-mounted disk, its rootfs).
+ * Unlike the free space of the whole file system, other test files writing alongside do not move it.
+ */
+export function allocatedBytes(dir: string): number {
+  const dev = lstatSync(dir).dev
+  let total = 0
+  const walk = (d: string) => {
+    let entries: string[] = []
+    try {
+      entries = readdirSync(d)
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      const p = join(d, e)
+      let st
+      try {
+        st = lstatSync(p)
+      } catch {
+        continue
+      }
+      if (st.dev !== dev) continue
+      total += st.blocks * 512
+      if (st.isDirectory()) walk(p)
+    }
+  }
+  walk(dir)
+  return total
 }
 
 /** Free bytes of the file system holding `dir` (statfs). */

@@ -45,8 +45,9 @@ describe('network isolation', () => {
     let urls: {testHost: string; hostVeth: string; gateway: string; loopback: string}
 
     beforeAll(async () => {
-      baseline = hostProcessCount()
       await Promise.all([none.create(['--network', 'none']), open.create(['--network', 'allow_all'])])
+      // This file's own host processes: other test files' VMs do not move this count.
+      baseline = hostProcessCount(st.dir)
       urls = {
         testHost: `http://${testHost.nsIp}:${testHost.port}/`,
         hostVeth: `http://${testHost.hostIp}:${portOf(onVeth)}/`,
@@ -72,7 +73,7 @@ describe('network isolation', () => {
       const ifs = await a(['vm', 'exec', '--vm', none.id, '--cmd', 'cat /proc/net/dev'])
       expect(ifs.stdout.split('\n').filter((l) => l.includes(':')).map((l) => l.split(':')[0].trim()).filter((n) => n !== 'lo')).toEqual([])
       await open.expectUnaffected()
-      expectHostProcessesNear(baseline)
+      expectHostProcessesNear(baseline, 100, st.dir)
     })
 
     it('--network allow_all reaches the test host but never the host\'s 127.0.0.1 (also not via 10.0.2.2)', async () => {
@@ -84,7 +85,7 @@ describe('network isolation', () => {
       // a host service listening on a non-loopback address (here the veth's host side) is reachable.
       expect(res[urls.hostVeth]).toBe(`OK ${vethBody}`)
       await none.expectUnaffected()
-      expectHostProcessesNear(baseline)
+      expectHostProcessesNear(baseline, 100, st.dir)
     })
   })
 })
