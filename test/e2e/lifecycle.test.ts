@@ -63,7 +63,8 @@ describe.each(['gvisor', 'runc'] as const)('vm lifecycle on %s', (runtime) => {
     const overhead = (await a(['vm', 'exec', '--vm', id, '--cmd', 'true'])).durationMs
     const r = await a(['vm', 'exec', '--vm', id, '--timeout', '2', '--cmd', 'sleep 100 & sleep 100'])
     expect(r.code).toBe(124)
-    expect(r.durationMs - overhead).toBeLessThan(5000)
+    // Killed at 2 s, not after 100: a bound far from both holds on a loaded host.
+    expect(r.durationMs - overhead).toBeLessThan(60_000)
     expect(r.stderr).toMatch(/timed out after 2s/)
     const ps = await a(['vm', 'exec', '--vm', id, '--cmd', PS])
     expect(ps.code, ps.stderr).toBe(0)
