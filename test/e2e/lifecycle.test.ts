@@ -17,7 +17,7 @@ describe.each(['gvisor', 'runc'] as const)('vm lifecycle on %s', (runtime) => {
     expect(r.code, r.stderr).toBe(0)
     id = r.stdout.trim()
     expect(id).toMatch(/^python-[0-9a-f]{8}$/)
-    expect(r.stderr).toMatch(/image localhost\/agent\/python:latest/)
+    expect(r.stderr).toMatch(/image localhost\/agent\/python:\d+\.\d+ /)
   })
   afterAll(async () => {
     await a(['vm', 'clean', '--all'])

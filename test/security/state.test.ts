@@ -65,10 +65,10 @@ describe.each(LAUNCHERS)('missing runtime binary (%s)', (runtime) => {
     expect(exec.stderr).toMatch(/\/nonexistent is not installed/)
     const stop = await a(['vm', 'stop', id], {env: missing})
     expect(stop.code).toBe(5)
-    expect(stop.stderr).toMatch(new RegExp(`runtime ${runtime} is not usable here: /nonexistent is not installed`))
+    expect(stop.stderr).toMatch(new RegExp(`launcher ${runtime} is not usable here: /nonexistent is not installed`))
     const clean = await a(['vm', 'clean', id], {env: missing})
     expect(clean.code).toBe(5)
-    expect(clean.stderr).toMatch(new RegExp(`runtime ${runtime} is not usable here: /nonexistent is not installed`))
+    expect(clean.stderr).toMatch(new RegExp(`launcher ${runtime} is not usable here: /nonexistent is not installed`))
     expect(existsSync(join(st.dir, 'vms', id, 'disk.img'))).toBe(true)
     const rows = JSON.parse((await a(['vm', 'list', '--all', '--json'])).stdout) as Row[]
     expect(rows.map((v) => [v.id, v.status])).toEqual([[id, 'running']])

@@ -65,7 +65,7 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
   /** Services' view of the world: state, database, plugins, and the abort signal. */
   protected async context(): Promise<ServiceContext> {
     const {makeContext} = await import('./services/context.js')
-    return makeContext({paths: this.paths, repo: await this.repo(), config: this.config, signal: this.abort.signal, info: (m) => logger().info(m)})
+    return makeContext({paths: this.paths, db: () => this.repo(), config: this.config, signal: this.abort.signal, info: (m) => logger().info(m)})
   }
 
   /** The state dir, created on first use. */

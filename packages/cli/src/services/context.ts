@@ -11,10 +11,14 @@ import type {VmRepository} from '../state/vm-repository.js'
 import type {VmRecord} from '../state/vm-record.js'
 import {unavailable} from '../errors.js'
 
-/** What services need from the outside world; commands build it, tests can build their own. */
+/**
+ * What every service needs from the outside world; each front end (a command, later a server)
+ * builds one, tests can build their own.
+ */
 export interface ServiceContext {
   paths: StatePaths
-  repo: VmRepository
+  /** The VM database, opened on first use: image and doctor commands never load TypeORM. */
+  db(): Promise<VmRepository>
   config: Config
   buildah: Buildah
   runtimes(): Promise<RuntimeRegistry>
@@ -24,7 +28,7 @@ export interface ServiceContext {
   info(msg: string): void
 }
 
-export function makeContext(o: {paths: StatePaths; repo: VmRepository; config: Config; signal?: AbortSignal; info(msg: string): void}): ServiceContext {
+export function makeContext(o: {paths: StatePaths; db(): Promise<VmRepository>; config: Config; signal?: AbortSignal; info(msg: string): void}): ServiceContext {
   let registry: Promise<RuntimeRegistry> | undefined
   return {
     ...o,

@@ -28,7 +28,7 @@ export interface FanoutOptions<T> {
   done(ref: string, value: T): {title: string; failure?: string}
 }
 
-/** A default that keeps a 2-core host responsive: sandboxes are mostly waiting on the runtime. */
+/** A default that keeps a 2-core host responsive: sandboxes are mostly waiting on the launcher. */
 export function defaultConcurrency(): number {
   return Math.max(2, Math.min(8, cpus().length * 2))
 }

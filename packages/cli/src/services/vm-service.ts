@@ -1,26 +1,31 @@
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, renameSync, rmSync} from 'node:fs'
-import {fileRunArgv, type Runtime} from '@agent/runtime-kit'
+import {FileTypeError, fileRunArgv, type Runtime} from '@agent/runtime-kit'
 import {AgentError, conflict, errorMessage, usageError} from '../errors.js'
 import {chooseImage, ensureImage} from '../images/resolve.js'
-import type {ExecRequest, ExecResult, Launcher, RuntimeState} from '../launchers/launcher.js'
-import {chooseLauncher, launcher as launcherByName, unusable} from '../launchers/select.js'
+import {requireCapability, type ExecRequest, type ExecResult, type Launcher, type RuntimeState} from '../launchers/launcher.js'
+import {allLaunchers, chooseLauncher, launcher as launcherByName, unusable} from '../launchers/select.js'
 import {logger} from '../logging/logger.js'
 import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
 import type {ListOptions} from '../state/vm-repository.js'
-import {LAUNCHER_NAMES, vmRecord, type LauncherName, type VmRecord} from '../state/vm-record.js'
+import {vmRecord, type LauncherName, type VmRecord} from '../state/vm-record.js'
+import {alive} from '../system/index.js'
 import {checkInputFiles, copyInputFiles, copyOutputs} from '../util/files.js'
 import {checkLimits, checkName, checkVmRef} from '../util/validate.js'
 import {launchContext, type ServiceContext} from './context.js'
 
 /** The limits and options of a new VM are the record's own fields. */
 export interface CreateOptions extends Pick<VmRecord, 'cpus' | 'memoryMib' | 'diskMib' | 'pids' | 'network' | 'persist'> {
+  /** `python` or `python@3.12` (parsed by runtimes/registry.ts parseLanguageRef). */
   language: string
+  /** The runtime version, when not given as `language@version`. */
+  version?: string
   image?: string
   /** Attach the persist dir kept by `clean --keep-persist` of this earlier VM. */
   persistFrom?: string
   name?: string
-  runtime?: string
+  /** A launcher name; default: the first usable (launchers/select.ts). */
+  launcher?: string
 }
 
 export interface CreateResult {
@@ -29,20 +34,8 @@ export interface CreateResult {
   launcherReason: string
 }
 
-/** Pid of the agent process that owns a transient state, and whether it is still alive. */
-function alive(pid: number | null): boolean {
-  if (!pid) return false
-  if (pid === process.pid) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 export async function resolveVm(ctx: ServiceContext, ref: string): Promise<VmRecord> {
-  return ctx.repo.resolve(checkVmRef(ref))
+  return (await ctx.db()).resolve(checkVmRef(ref))
 }
 
 async function runtimeFor(ctx: ServiceContext, vm: Pick<VmRecord, 'language' | 'id'>): Promise<RegisteredRuntime> {
@@ -61,21 +54,17 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
   if (o.name !== undefined) checkName(o.name)
   if (o.persistFrom !== undefined) checkVmRef(o.persistFrom, 'VM id for --persist-from')
   const reg = await ctx.runtimes()
-  const {runtime, plugin} = reg.require(o.language)
-  const {launcher, reason: launcherReason} = await chooseLauncher(o.runtime)
-  if (o.network === 'none' && launcher.name === 'krunvm') {
-    // krunvm's TSI networking cannot be switched off; never hand out network silently.
-    throw usageError(
-      'krunvm cannot run a VM without network: libkrun gives the guest the host\'s sockets (TSI) and krunvm has no switch to turn that off',
-      'use `--network allow_all` with krunvm, or `--runtime gvisor` for a VM with no network',
-    )
-  }
+  const {runtime, plugin, version} = reg.select(o.language, o.version)
+  const {launcher, reason: launcherReason} = await chooseLauncher(o.launcher)
+  // Never hand out network silently where a launcher cannot switch it off.
+  if (o.network === 'none') requireCapability(launcher, 'networkNone', 'usage')
+  const repo = await ctx.db()
   const persistFromDir = o.persistFrom ? ctx.paths.persistDir(o.persistFrom) : undefined
   if (persistFromDir) {
-    if (await ctx.repo.get(o.persistFrom!)) throw conflict(`VM ${o.persistFrom} still exists; its persist dir can only be attached after \`agent vm clean --keep-persist ${o.persistFrom}\``)
+    if (await repo.get(o.persistFrom!)) throw conflict(`VM ${o.persistFrom} still exists; its persist dir can only be attached after \`agent vm clean --keep-persist ${o.persistFrom}\``)
     if (!existsSync(persistFromDir)) throw usageError(`no kept persist dir for ${o.persistFrom} (looked in ${persistFromDir})`)
   }
-  const choice = await chooseImage({language: runtime.language, runtime, flagImage: o.image, buildah: ctx.buildah, stateRoot: ctx.paths.root})
+  const choice = await chooseImage({language: runtime.language, runtime, version, flagImage: o.image, buildah: ctx.buildah, stateRoot: ctx.paths.root})
   ctx.info(`image ${choice.image} (${choice.reason})`)
   await ensureImage(choice, ctx.buildah, runtime.language)
 
@@ -83,6 +72,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     id: `${runtime.language}-${randomBytes(4).toString('hex')}`,
     name: o.name ?? null,
     language: runtime.language,
+    version: choice.version ?? null,
     plugin: pluginLabel(plugin),
     image: choice.image,
     imageSource: choice.source,
@@ -102,7 +92,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     logger().debug(`${vm.id}: ${s}`)
   })
   const persistDir = lctx.persistDir
-  await ctx.repo.insert(vm)
+  await repo.insert(vm)
   try {
     mkdirSync(ctx.paths.inDir(vm.id), {recursive: true, mode: 0o700})
     if (persistDir) {
@@ -114,7 +104,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     const refs = await launcher.create(vm, lctx)
     ctx.signal?.throwIfAborted()
     step = 'recording the VM'
-    vm = await ctx.repo.transition(vm.id, ['creating'], 'running', {...refs, ownerPid: null})
+    vm = await repo.transition(vm.id, ['creating'], 'running', {...refs, ownerPid: null})
     return {vm, imageReason: choice.reason, launcherReason}
   } catch (err) {
     const failedAt = step // the rollback reports steps of its own
@@ -125,7 +115,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
       if (persistFromDir) renameSync(persistDir, persistFromDir)
       else rmSync(persistDir, {recursive: true, force: true})
     }
-    await ctx.repo.delete(vm.id).catch(() => undefined)
+    await repo.delete(vm.id).catch(() => undefined)
     if (err instanceof AgentError) throw new AgentError(err.kind, `vm create failed at step "${failedAt}": ${err.message}`, {hint: err.hint, cause: err})
     throw new AgentError('internal', `vm create failed at step "${failedAt}": ${errorMessage(err)}`, {cause: err})
   }
@@ -144,12 +134,13 @@ async function testHook(point: string): Promise<void> {
 
 /** Lists VMs after reconciling the database with what each runtime reports. */
 export async function listVms(ctx: ServiceContext, opts: ListOptions = {}): Promise<VmRecord[]> {
-  const rows = await ctx.repo.list({all: true})
+  const repo = await ctx.db()
+  const rows = await repo.list({all: true})
   const byLauncher = new Map<LauncherName, VmRecord[]>()
   for (const vm of rows) {
     if ((vm.status === 'creating' || vm.status === 'cleaning') && !alive(vm.ownerPid)) {
       const was = vm.status
-      Object.assign(vm, await ctx.repo.update(vm.id, {status: 'failed', ownerPid: null, lastError: `agent (pid ${vm.ownerPid}) died while ${was === 'creating' ? 'creating' : 'cleaning'} this VM`}))
+      Object.assign(vm, await repo.update(vm.id, {status: 'failed', ownerPid: null, lastError: `agent (pid ${vm.ownerPid}) died while ${was === 'creating' ? 'creating' : 'cleaning'} this VM`}))
       continue
     }
     if (vm.status === 'running' || vm.status === 'stopped' || vm.status === 'missing') {
@@ -170,7 +161,7 @@ export async function listVms(ctx: ServiceContext, opts: ListOptions = {}): Prom
       const seen = states.get(vm.id)
       if (seen && seen !== vm.status) {
         logger().debug(`${vm.id}: database says ${vm.status}, ${name} says ${seen}`)
-        Object.assign(vm, await ctx.repo.update(vm.id, {status: seen, lastError: seen === 'running' ? vm.lastError : `${name} reported the sandbox ${seen}`}))
+        Object.assign(vm, await repo.update(vm.id, {status: seen, lastError: seen === 'running' ? vm.lastError : `${name} reported the sandbox ${seen}`}))
       }
     }
   }
@@ -185,7 +176,7 @@ export async function stopVm(ctx: ServiceContext, ref: string): Promise<VmRecord
   const l = await launcherFor(vm)
   const {runtime} = await runtimeFor(ctx, vm).catch(() => ({runtime: undefined}))
   await l.stop(vm, launchContext(ctx, vm, runtime?.env ?? {}))
-  return ctx.repo.transition(vm.id, ['running', 'stopped', 'failed', 'missing'], 'stopped', {ownerPid: null})
+  return (await ctx.db()).transition(vm.id, ['running', 'stopped', 'failed', 'missing'], 'stopped', {ownerPid: null})
 }
 
 export async function startVm(ctx: ServiceContext, ref: string): Promise<VmRecord> {
@@ -195,7 +186,7 @@ export async function startVm(ctx: ServiceContext, ref: string): Promise<VmRecor
   const l = await launcherFor(vm)
   const {runtime} = await runtimeFor(ctx, vm)
   await l.start(vm, launchContext(ctx, vm, runtime.env))
-  return ctx.repo.transition(vm.id, ['stopped'], 'running', {lastError: null})
+  return (await ctx.db()).transition(vm.id, ['stopped'], 'running', {lastError: null})
 }
 
 async function launcherFor(vm: VmRecord): Promise<Launcher> {
@@ -218,7 +209,8 @@ export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = fa
   }
   // A missing binary must fail before anything is touched, so no data is lost.
   const l = await launcherFor(found)
-  const vm = await ctx.repo.transition(found.id, ['running', 'stopped', 'failed', 'missing', 'creating', 'cleaning'], 'cleaning', {ownerPid: process.pid})
+  const repo = await ctx.db()
+  const vm = await repo.transition(found.id, ['running', 'stopped', 'failed', 'missing', 'creating', 'cleaning'], 'cleaning', {ownerPid: process.pid})
   try {
     await testHook('clean')
     await l.remove(vm, launchContext(ctx, vm, {}))
@@ -226,10 +218,10 @@ export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = fa
     const persistDir = ctx.paths.persistDir(vm.id)
     const kept = keepPersist && existsSync(persistDir)
     if (!kept) rmSync(persistDir, {recursive: true, force: true})
-    await ctx.repo.delete(vm.id)
+    await repo.delete(vm.id)
     return {id: vm.id, keptPersist: kept ? persistDir : null}
   } catch (err) {
-    await ctx.repo.update(vm.id, {status: 'failed', ownerPid: null, lastError: `clean failed: ${errorMessage(err)}`}).catch(() => undefined)
+    await repo.update(vm.id, {status: 'failed', ownerPid: null, lastError: `clean failed: ${errorMessage(err)}`}).catch(() => undefined)
     throw err
   }
 }
@@ -243,20 +235,27 @@ export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = fa
  */
 export async function sweepOrphans(ctx: ServiceContext): Promise<string[]> {
   const ids = existsSync(ctx.paths.vms) ? readdirSync(ctx.paths.vms) : []
+  const repo = await ctx.db()
   const removed: string[] = []
+  let sweepers: Launcher[] | undefined
   for (const id of ids) {
-    if (!/^[a-z][a-z0-9-]*-[0-9a-f]{8}$/.test(id) || (await ctx.repo.get(id))) continue
+    if (!/^[a-z][a-z0-9-]*-[0-9a-f]{8}$/.test(id) || (await repo.get(id))) continue
+    sweepers ??= await usableSweepers()
     const stub = orphanRecord(id)
-    for (const name of LAUNCHER_NAMES) {
-      if (name === 'krunvm') continue
-      const l = await launcherByName(name)
-      if (!(await l.available()).ok) continue
-      await l.remove({...stub, launcher: name}, launchContext(ctx, stub, {})).catch((e) => logger().warn(`orphan ${id} (${name}): ${errorMessage(e)}`))
+    for (const l of sweepers) {
+      await l.remove({...stub, launcher: l.name}, launchContext(ctx, stub, {})).catch((e) => logger().warn(`orphan ${id} (${l.name}): ${errorMessage(e)}`))
     }
     rmSync(ctx.paths.vmDir(id), {recursive: true, force: true})
     removed.push(id)
   }
   return removed
+}
+
+/** The usable launchers whose remove() works from an id alone. */
+async function usableSweepers(): Promise<Launcher[]> {
+  const out: Launcher[] = []
+  for (const l of await allLaunchers()) if (l.capabilities.sweepsOrphans && (await l.available()).ok) out.push(l)
+  return out
 }
 
 function orphanRecord(id: string): VmRecord {
@@ -289,7 +288,14 @@ export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hell
     if (o.cmd.includes('\0')) throw usageError('--cmd must not contain NUL bytes')
     return ['/bin/sh', '-c', o.cmd]
   }
-  if (fileNames.length > 0) return fileRunArgv(runtime, `/in/${fileNames[0]}`)
+  if (fileNames.length > 0) {
+    try {
+      return fileRunArgv(runtime, `/in/${fileNames[0]}`)
+    } catch (err) {
+      if (err instanceof FileTypeError) throw usageError(`${err.message}`, `give a file ending in ${err.known.join(' or ')}, or run it with --cmd`)
+      throw err
+    }
+  }
   throw usageError('nothing to run: give --cmd, --hello, or --file with a file the runtime knows how to run')
 }
 
@@ -303,10 +309,7 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
   }
   const l = await launcherByName(vm.launcher)
   if (files.length > 0) {
-    if (!l.supportsFiles)
-      throw new AgentError('unavailable', `VM ${vm.id} (${vm.launcher}) has no guest volumes, so --file cannot reach it`, {
-        hint: 'set AGENT_ENABLE_GUEST_VOLUMES=1 when creating krunvm VMs, or pass code with --cmd',
-      })
+    requireCapability(l, 'files', 'unavailable', `VM ${vm.id} (${vm.launcher}) has no guest volumes, so --file cannot reach it`)
     copyInputFiles(files, ctx.paths.inDir(vm.id))
   }
   const lctx = launchContext(ctx, vm, runtime.env)
@@ -323,25 +326,8 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
     signal: o.signal ?? ctx.signal,
   })
   if (o.outDir) copyOutputs(ctx.paths.outDir(vm.id), o.outDir)
-  if (result.oom) await reviveAfterOom(ctx, vm, l, lctx)
+  if (result.sandboxLost) await (await ctx.db()).update(vm.id, {status: 'stopped', lastError: result.sandboxLost})
   return {vm, result}
-}
-
-/**
- * Under gVisor the host's OOM killer takes the whole sandbox, not just the command. The VM's
- * disk is intact, so boot it again: the user sees the 137 of their command and a usable VM.
- */
-async function reviveAfterOom(ctx: ServiceContext, vm: VmRecord, l: Launcher, lctx: ReturnType<typeof launchContext>): Promise<void> {
-  const state = (await l.status([vm], {paths: ctx.paths})).get(vm.id)
-  if (state !== 'stopped') return
-  logger().warn(`${vm.id}: the out-of-memory kill took down the ${vm.launcher} sandbox; booting it again (files are kept)`)
-  try {
-    await l.stop(vm, lctx)
-    await l.start(vm, lctx)
-  } catch (err) {
-    await ctx.repo.update(vm.id, {status: 'stopped', lastError: `sandbox died of out-of-memory and could not be restarted: ${errorMessage(err)}`})
-    logger().error(`${vm.id}: could not boot it again: ${errorMessage(err)}; run \`agent vm start ${vm.id}\``)
-  }
 }
 
 /** A one-line explanation for exit codes agent itself caused. */

@@ -1,18 +1,25 @@
 import {Flags} from '@oclif/core'
 import {AgentCommand} from '../../base-command.js'
+import {DEFAULT_ORDER} from '../../launchers/select.js'
 import {cpuFlag} from '../../cli/flags.js'
 import {NETWORK_MODES, LAUNCHER_NAMES, type VmRecord} from '../../state/vm-record.js'
 
 export default class VmCreate extends AgentCommand<typeof VmCreate> {
   static override summary = 'Create a sandbox VM for a language and boot it.'
-  static override description = `Prints the new VM's id (<language>-<8 hex>). The image is, in order: --image; AGENT_IMAGE_<LANGUAGE> or "images" in <state>/config.json; a local localhost/agent/<language> image (agent image build); the runtime plugin's default remote image. The launcher is --runtime, AGENT_RUNTIME, or the first usable of krunvm, gvisor, runc (see agent doctor).`
+  static override description = `Prints the new VM's id (<language>-<8 hex>). The image is, in order: --image; AGENT_IMAGE_<LANGUAGE> or "images" in <state>/config.json; a local localhost/agent/<language> image (agent image build); the runtime plugin's default remote image. The launcher is --launcher, AGENT_LAUNCHER, or the first usable of ${DEFAULT_ORDER.join(', ')} (see agent doctor).`
   static override examples = [
     '<%= config.bin %> vm create --language python',
+    '<%= config.bin %> vm create --language python@3.12',
     '<%= config.bin %> vm create --language node --cpu 0.5 --mem 512 --name web-tests',
     '<%= config.bin %> vm create --language python --network allow_all --persist --json',
   ]
   static override flags = {
-    language: Flags.string({char: 'l', required: true, summary: 'Language of the VM: python, node (javascript), ruby, golang, or any installed runtime plugin (agent runtimes).'}),
+    language: Flags.string({
+      char: 'l',
+      required: true,
+      summary: 'Language of the VM, optionally with a version: python, python@3.12, node@22 (javascript), ruby, golang, or any installed runtime plugin (agent runtimes lists languages and versions).',
+    }),
+    version: Flags.string({summary: 'Runtime version, as after the @ of --language (python@3.12 is --language python --version 3.12). Default: the runtime\'s default version.'}),
     image: Flags.string({char: 'i', summary: 'Image to boot instead of the resolved one.'}),
     cpu: cpuFlag({default: 1, summary: 'CPUs the VM may use (fractions allowed).'}),
     mem: Flags.integer({default: 256, summary: 'Memory limit in MiB. A command that exceeds it is killed (exit 137).'}),
@@ -22,15 +29,28 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
     persist: Flags.boolean({summary: 'Mount a persistent dir at /persist that can outlive the VM (clean --keep-persist).'}),
     'persist-from': Flags.string({summary: 'Attach the persist dir kept from this cleaned VM.'}),
     name: Flags.string({char: 'n', summary: 'A unique name usable wherever an id is.'}),
-    runtime: Flags.option({options: LAUNCHER_NAMES, env: 'AGENT_RUNTIME', summary: 'Launcher: krunvm, gvisor or runc.'})(),
+    launcher: Flags.option({
+      options: LAUNCHER_NAMES,
+      // --runtime was this flag's first name; it keeps working.
+      aliases: ['runtime'],
+      summary: `Launcher: ${LAUNCHER_NAMES.join(', ')}. Default: AGENT_LAUNCHER, else the first usable (agent doctor says which).`,
+    })(),
+    'gvisor-platform': Flags.option({
+      options: ['ptrace', 'systrap'] as const,
+      env: 'AGENT_GVISOR_PLATFORM',
+      summary: 'gVisor only: the platform that runs guest code (default ptrace; see bench/REPORT.md). Kept for the VM\'s life: vm start boots it the same way.',
+    })(),
   }
 
   async run(): Promise<VmRecord> {
     const {createVm} = await import('../../services/vm-service.js')
     const {logger} = await import('../../logging/logger.js')
     const f = this.flags
+    // The gVisor launcher reads it when it creates the VM, and records it in the VM's dir.
+    if (f['gvisor-platform']) process.env.AGENT_GVISOR_PLATFORM = f['gvisor-platform']
     const {vm, launcherReason} = await createVm(await this.context(), {
       language: f.language,
+      version: f.version,
       image: f.image,
       cpus: f.cpu,
       memoryMib: f.mem,
@@ -40,7 +60,7 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
       persist: f.persist,
       persistFrom: f['persist-from'],
       name: f.name,
-      runtime: f.runtime,
+      launcher: f.launcher,
     })
     logger().info(`created ${vm.id} with ${vm.launcher} (${launcherReason})`)
     this.out(vm.id)
