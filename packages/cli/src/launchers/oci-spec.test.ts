@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {buildOciSpec, CAPABILITIES, cgroupsPath, INIT_PATH, type OciSpecInput} from './oci-spec.js'
+import {buildOciSpec, CAPABILITIES, cgroupsPath, GUEST_CHANNEL_DIR, GUEST_CHANNEL_SOCKET, INIT_PATH, type OciSpecInput} from './oci-spec.js'
 
 const base: OciSpecInput = {
   flavour: 'runc',
@@ -33,6 +33,17 @@ type Spec = {
 const spec = (over: Partial<OciSpecInput> = {}) => buildOciSpec({...base, ...over}) as unknown as Spec
 
 describe('buildOciSpec', () => {
+  it('with a channel dir, agent-init serves the exec channel from a read-write, noexec bind of it', () => {
+    const s = spec({channelDir: '/s/vms/python-0123abcd/disk/chan'})
+    expect(s.process.args).toEqual([INIT_PATH, 'init', '--channel', GUEST_CHANNEL_SOCKET])
+    expect(GUEST_CHANNEL_SOCKET.startsWith(`${GUEST_CHANNEL_DIR}/`)).toBe(true)
+    const m = s.mounts.find((x) => x.destination === GUEST_CHANNEL_DIR)
+    expect(m).toMatchObject({type: 'bind', source: '/s/vms/python-0123abcd/disk/chan'})
+    expect(m!.options).toEqual(expect.arrayContaining(['rw', 'noexec', 'nosuid', 'nodev']))
+    // Without one (a spec written before the channel existed) nothing changes.
+    expect(spec().mounts.some((x) => x.destination === GUEST_CHANNEL_DIR)).toBe(false)
+  })
+
   it('runs agent-init as an idle PID 1, as root, with no new privileges', () => {
     const s = spec()
     expect(s.process.args).toEqual([INIT_PATH, 'init'])

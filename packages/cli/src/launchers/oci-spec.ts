@@ -31,10 +31,18 @@ export interface OciSpecInput {
   env?: Readonly<Record<string, string>>
   /** RLIMIT_NOFILE for the guest; must not exceed our own hard limit (no CAP_SYS_RESOURCE needed). */
   nofile?: number
+  /**
+   * Host dir (on the VM's bounded disk) mounted read-write at GUEST_CHANNEL_DIR, where agent-init
+   * listens for exec requests (guest/README.md). Without it the VM has no exec channel.
+   */
+  channelDir?: string
 }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const INIT_PATH = '/.agent/agent-init'
+/** Where agent-init serves the exec channel, inside the guest (guest-channel.ts is the host side). */
+export const GUEST_CHANNEL_DIR = '/.agent-chan'
+export const GUEST_CHANNEL_SOCKET = `${GUEST_CHANNEL_DIR}/init.sock`
 
 /**
  * Docker's default set minus NET_RAW (raw sockets: spoofing), MKNOD (no devices needed) and
@@ -155,6 +163,7 @@ export function buildOciSpec(input: OciSpecInput): Record<string, unknown> {
     bind(input.outDir, '/out', false),
   )
   if (input.persistDir) mounts.push(bind(input.persistDir, '/persist', false))
+  if (input.channelDir) mounts.push({...bind(input.channelDir, GUEST_CHANNEL_DIR, false), options: ['rbind', 'nosuid', 'nodev', 'noexec', 'rw']})
 
   const namespaces: Array<Record<string, string>> = [{type: 'pid'}, {type: 'ipc'}, {type: 'uts'}, {type: 'mount'}]
   namespaces.push(input.netnsPath ? {type: 'network', path: input.netnsPath} : {type: 'network'})
@@ -200,7 +209,7 @@ export function buildOciSpec(input: OciSpecInput): Record<string, unknown> {
     process: {
       terminal: false,
       user: {uid: 0, gid: 0},
-      args: [INIT_PATH, 'init'],
+      args: input.channelDir ? [INIT_PATH, 'init', '--channel', GUEST_CHANNEL_SOCKET] : [INIT_PATH, 'init'],
       env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       cwd: '/',
       capabilities: {bounding: caps, effective: caps, permitted: caps},
