@@ -2,10 +2,11 @@
 # Builds the shared Debian base image that every offline language recipe starts FROM:
 # debootstrap (minbase) of a Debian suite from an apt mirror, committed with buildah.
 #
-# Usage: build-base.sh [TAG]            (default TAG: localhost/agent/debian:bookworm)
+# Usage: build-base.sh [TAG]            (default TAG: localhost/agent/debian:$AGENT_DEBIAN_SUITE)
 # Environment:
 #   AGENT_APT_MIRROR        apt mirror (default http://deb.debian.org/debian)
-#   AGENT_DEBIAN_SUITE      suite (default bookworm)
+#   AGENT_DEBIAN_SUITE      suite (default: the TAG's tag when TAG is localhost/agent/debian:<suite>,
+#                           else trixie). agent itself builds trixie and bookworm.
 #   AGENT_BUILDAH           buildah binary (default buildah)
 #   AGENT_SIGNATURE_POLICY  --signature-policy file for commit (optional)
 #   AGENT_BASE_IF_MISSING   when 1, do nothing if TAG already exists (another build won a race)
@@ -15,9 +16,11 @@
 # committed under a temporary name that is only tagged TAG once everything succeeded.
 set -euo pipefail
 
-tag=${1:-localhost/agent/debian:bookworm}
+tag_suite=""
+case "${1:-}" in localhost/agent/debian:*) tag_suite=${1#localhost/agent/debian:} ;; esac
+suite=${AGENT_DEBIAN_SUITE:-${tag_suite:-trixie}}
+tag=${1:-localhost/agent/debian:$suite}
 mirror=${AGENT_APT_MIRROR:-http://deb.debian.org/debian}
-suite=${AGENT_DEBIAN_SUITE:-bookworm}
 buildah=${AGENT_BUILDAH:-buildah}
 policy=()
 if [ -n "${AGENT_SIGNATURE_POLICY:-}" ]; then policy=(--signature-policy "$AGENT_SIGNATURE_POLICY"); fi
@@ -28,6 +31,10 @@ case "$mirror" in
 esac
 if ! [[ "$suite" =~ ^[a-z][a-z0-9-]*$ ]]; then
   echo "build-base: bad suite name '$suite'" >&2
+  exit 2
+fi
+if [ -n "$tag_suite" ] && [ "$tag_suite" != "$suite" ]; then
+  echo "build-base: $tag names suite '$tag_suite' but AGENT_DEBIAN_SUITE is '$suite'" >&2
   exit 2
 fi
 command -v debootstrap >/dev/null || { echo "build-base: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 5; }

@@ -4,16 +4,26 @@ import {execa} from 'execa'
 import {chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {defineRuntime} from '@agent/runtime-kit'
 import {afterAll, describe, expect, it} from 'vitest'
-import {runtime as golang} from '../../plugins/golang/src/runtime.js'
-import {runtime as node} from '../../plugins/node/src/runtime.js'
-import {runtime as python} from '../../plugins/python/src/runtime.js'
-import {runtime as ruby} from '../../plugins/ruby/src/runtime.js'
+import {runtime as golangDecl} from '../../plugins/golang/src/runtime.js'
+import {runtime as nodeDecl} from '../../plugins/node/src/runtime.js'
+import {runtime as pythonDecl} from '../../plugins/python/src/runtime.js'
+import {runtime as rubyDecl} from '../../plugins/ruby/src/runtime.js'
 import {Buildah} from '../../packages/cli/src/images/buildah.js'
 import {imageStore} from '../../packages/cli/src/images/storage.js'
 import {TEST_IMAGE_STORE, agent, agentIn, tempState} from '../helpers/agent.js'
 
-const BASE = 'localhost/agent/debian:bookworm'
+const [golang, node, python, ruby] = [golangDecl, nodeDecl, pythonDecl, rubyDecl].map(defineRuntime)
+const BASE = 'localhost/agent/debian:trixie'
+const BOOKWORM = 'localhost/agent/debian:bookworm'
+/** What each offline image (Debian 13) reports as its version. */
+const OFFLINE_VERSION: Record<string, [string, RegExp]> = {
+  python: ['3.13', /^Python 3\.13\./],
+  node: ['20', /^v20\.(19|[2-9]\d)\./],
+  ruby: ['3.3', /^ruby 3\.3\./],
+  golang: ['1.24', /^go version go1\.24[. ]/],
+}
 const st = tempState('agent-images-')
 const a = agentIn(st.env)
 afterAll(() => st.cleanup())
@@ -46,12 +56,21 @@ function snapshot(dir: string): Record<string, string> | undefined {
 
 describe('agent image build', () => {
   it.each([python, node, ruby, golang].map((rt) => [rt.language, rt] as const))(
-    '%s: builds localhost/agent/<language>:latest and its version command runs in it',
+    '%s: builds localhost/agent/<language>:<version> (and :latest) on trixie, and its version command reports the Debian 13 version',
     async (language, rt) => {
       const r = await a(['image', 'build', language, '--json'], {timeoutMs: 900_000})
       expect(r.code, r.stderr).toBe(0)
       const res = JSON.parse(r.stdout)
-      expect(res).toMatchObject({language, image: `localhost/agent/${language}:latest`, base: BASE})
+      const [version, reports] = OFFLINE_VERSION[language]
+      expect(rt.offlineVersion).toBe(version)
+      expect(res).toMatchObject({
+        language,
+        version,
+        image: `localhost/agent/${language}:${version}`,
+        tags: [`localhost/agent/${language}:${version}`, `localhost/agent/${language}:latest`],
+        base: BASE,
+      })
+      expect(await imageId(`localhost/agent/${language}:latest`)).toBe(await imageId(res.image))
       expect(typeof res.built).toBe('boolean')
       expect(typeof res.durationMs).toBe('number')
       // Progress went to stderr, as plain text (not a TTY here): the two steps, no ANSI.
@@ -65,7 +84,7 @@ describe('agent image build', () => {
       try {
         const run = await buildah(['run', ctrName, '--', ...rt.version])
         expect(run.exitCode, run.stderr).toBe(0)
-        expect(`${run.stdout}${run.stderr}`).toMatch(/\d+\.\d+/)
+        expect(`${run.stdout}${run.stderr}`.trim()).toMatch(reports)
       } finally {
         await buildah(['rm', ctrName])
       }
@@ -86,8 +105,36 @@ describe('agent image build', () => {
     expect(two.baseId).toBe(baseBefore)
     expect(second.stderr).toMatch(/already built/)
     const human = await a(['image', 'build', 'python'])
-    expect(human.stdout).toMatch(/localhost\/agent\/python:latest is up to date \(cached\)/)
+    expect(human.stdout).toMatch(/localhost\/agent\/python:3\.13 is up to date \(cached\) .*also tagged localhost\/agent\/python:latest/)
   }, 900_000)
+
+  it('python@3.11 builds the bookworm recipe into localhost/agent/python:3.11 only', async () => {
+    const latest = await imageId('localhost/agent/python:latest')
+    const r = await a(['image', 'build', 'python@3.11', '--json'], {timeoutMs: 900_000})
+    expect(r.code, r.stderr).toBe(0)
+    const res = JSON.parse(r.stdout)
+    expect(res).toMatchObject({language: 'python', version: '3.11', image: 'localhost/agent/python:3.11', tags: ['localhost/agent/python:3.11'], base: BOOKWORM})
+    expect(res.recipe).toMatch(/plugins\/python\/Containerfile\.bookworm$/)
+    expect(await imageId('localhost/agent/python:latest')).toBe(latest)
+    const ctrName = `agentimg-e2e-py311-${process.pid}`
+    expect((await buildah(['from', '--pull-never', '--name', ctrName, res.image])).exitCode).toBe(0)
+    try {
+      const run = await buildah(['run', ctrName, '--', 'python3', '--version'])
+      expect(run.stdout.trim()).toMatch(/^Python 3\.11\./)
+    } finally {
+      await buildah(['rm', ctrName])
+    }
+  }, 900_000)
+
+  it('a version without an offline recipe, or an unknown one, says which versions build', async () => {
+    const none = await a(['image', 'build', 'python@3.12'])
+    expect(none.code).toBe(5)
+    expect(none.stderr).toMatch(/python@3\.12 has no offline recipe/)
+    expect(none.stderr).toMatch(/build one of python@3\.13, python@3\.11/)
+    const unknown = await a(['image', 'build', 'node@16'])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(/unknown node version "16"\. Known versions: 24 \(default, image only\), 22 \(image only\), 20, 18/)
+  })
 
   it('an unknown language is a usage error', async () => {
     const r = await a(['image', 'build', 'cobol'])
@@ -101,6 +148,7 @@ describe('agent image list / rm', () => {
     const t = await a(['image', 'list'])
     expect(t.code, t.stderr).toBe(0)
     expect(t.stdout).toMatch(/^REPOSITORY:TAG\s+ID\s+SIZE\s+CREATED$/m)
+    expect(t.stdout).toMatch(/^localhost\/agent\/debian:trixie\s+[0-9a-f]{12}\s+/m)
     expect(t.stdout).toMatch(/^localhost\/agent\/debian:bookworm\s+[0-9a-f]{12}\s+/m)
     const j = await a(['image', 'list', '--json'])
     const rows = JSON.parse(j.stdout) as Array<{name: string; id: string}>

@@ -46,6 +46,8 @@ const cleanups: Array<() => void> = []
 afterAll(() => cleanups.forEach((c) => c()))
 
 describe('runtime plugins', () => {
+  // The perl recipe stays FROM localhost/agent/debian:bookworm: a plugin written before the base
+  // moved to trixie keeps working, the core builds the bookworm base for it.
   it('installs a brand-new perl runtime from a tarball with npm unreachable, runs it in a VM, and uninstalls it', async () => {
     const t = isolated()
     cleanups.push(t.cleanup)
@@ -59,8 +61,9 @@ describe('runtime plugins', () => {
     const perl = JSON.parse(list.stdout).runtimes.find((r: {language: string}) => r.language === 'perl')
     expect(perl).toMatchObject({language: 'perl', aliases: ['pl'], plugin: 'agent-runtime-perl@1.2.3', pluginType: 'user'})
 
-    const build = await t.a(['image', 'build', 'perl'])
+    const build = await t.a(['image', 'build', 'perl', '--json'])
     expect(build.code, build.stderr).toBe(0)
+    expect(JSON.parse(build.stdout)).toMatchObject({image: 'localhost/agent/perl:latest', version: null, base: 'localhost/agent/debian:bookworm'})
     const create = await t.a(['vm', 'create', '--language', 'perl'])
     expect(create.code, create.stderr).toBe(0)
     const id = create.stdout.trim()
@@ -128,6 +131,43 @@ describe('runtime plugins', () => {
     const c = await t.a(['vm', 'create', '--language', 'cobol'])
     expect(c.code).toBe(2)
     expect(c.stderr).toMatch(/broken plugins: agent-runtime-broken@1\.2\.3/)
+  })
+
+  it('a plugin may declare versions; an unknown one is a usage error listing them', async () => {
+    const t = isolated()
+    cleanups.push(t.cleanup)
+    const d = writePlugin(
+      join(t.xdg, 'src', 'perls'),
+      'agent-runtime-perls',
+      `export default async () => ({language: 'perl', versions: [
+        {id: '5.40', image: 'docker.io/library/perl:5.40-slim'},
+        {id: '5.36', image: 'docker.io/library/perl:5.36-slim', recipe},
+      ], hello: ['perl', '-v'], version: ['perl', '-v'], fileRun: {'.pl': ['perl', '{file}']}})`,
+      'FROM localhost/agent/debian:bookworm\nRUN true\n',
+    )
+    expect((await t.a(['plugins', 'link', '--no-install', d])).code).toBe(0)
+    const doc = JSON.parse((await t.a(['runtimes', '--json'])).stdout)
+    expect(doc.runtimes.find((x: {language: string}) => x.language === 'perl')).toMatchObject({
+      defaultVersion: '5.40',
+      image: 'docker.io/library/perl:5.40-slim',
+      versions: [
+        {id: '5.40', default: true, recipe: null, offline: false},
+        {id: '5.36', default: false, offline: true},
+      ],
+    })
+    const c = await t.a(['vm', 'create', '--language', 'perl@5.8'])
+    expect(c.code).toBe(2)
+    expect(c.stderr).toContain('unknown perl version "5.8". Known versions: 5.40 (default, image only), 5.36')
+  })
+
+  it('a recipe FROM a Debian base agent does not build gets a message naming the line to change', async () => {
+    const t = isolated()
+    cleanups.push(t.cleanup)
+    const d = writePlugin(join(t.xdg, 'src', 'old'), 'agent-runtime-old', perlHook, 'FROM localhost/agent/debian:bullseye\nRUN true\n')
+    expect((await t.a(['plugins', 'link', '--no-install', d])).code).toBe(0)
+    const r = await t.a(['image', 'build', 'perl'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/starts FROM localhost\/agent\/debian:bullseye, a suite agent does not build: change that line to FROM localhost\/agent\/debian:trixie \(supported suites: trixie, bookworm\)/)
   })
 
   it('scaffolds a plugin that links and lists straight away', async () => {

@@ -1,12 +1,17 @@
 import type {RuntimeDeclaration} from '@agent/runtime-kit'
 import {fileURLToPath} from 'node:url'
 
+const recipe = (name: string) => fileURLToPath(new URL(`../${name}`, import.meta.url))
+
 export const runtime: RuntimeDeclaration = {
   language: 'golang',
   aliases: ['go'],
   description: 'Go toolchain',
-  image: 'docker.io/library/golang:1.22-bookworm',
-  recipe: fileURLToPath(new URL('../Containerfile', import.meta.url)),
+  // Newest first. Debian 13 (trixie) packages 1.24, so `agent image build golang` builds golang@1.24.
+  versions: [
+    {id: '1.27', image: 'docker.io/library/golang:1.27-trixie', default: true},
+    {id: '1.24', image: 'docker.io/library/golang:1.24-trixie', recipe: recipe('Containerfile')},
+  ],
   // `go version` needs no build cache, so hello stays fast.
   hello: ['sh', '-c', 'echo "hello from golang $(go env GOVERSION)"'],
   version: ['go', 'version'],

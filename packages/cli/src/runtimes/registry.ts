@@ -1,6 +1,6 @@
 import type {Config, Interfaces} from '@oclif/core'
-import {RUNTIMES_HOOK, defineRuntime, type Runtime, type RuntimeDeclaration, type RuntimesHookOptions} from '@agent/runtime-kit'
-import {AgentError, errorMessage} from '../errors.js'
+import {RUNTIMES_HOOK, defineRuntime, findVersion, type Runtime, type RuntimeDeclaration, type RuntimeVersion, type RuntimesHookOptions} from '@agent/runtime-kit'
+import {AgentError, errorMessage, usageError} from '../errors.js'
 
 export interface PluginInfo {
   name: string
@@ -12,6 +12,38 @@ export interface PluginInfo {
 export interface RegisteredRuntime {
   runtime: Runtime
   plugin: PluginInfo
+}
+
+/** A runtime with the version asked for: null when none was (the VM then gets the runtime's choice). */
+export interface RuntimeSelection extends RegisteredRuntime {
+  version: RuntimeVersion | null
+}
+
+export interface LanguageRef {
+  language: string
+  version?: string
+}
+
+/**
+ * `python@3.12` -> {language: 'python', version: '3.12'}; `python` -> {language: 'python'}.
+ * The one parser for `--language`, `agent image build` and E2B template ids. Only the shape is
+ * checked here (a usage error for `python@` or `a@b@c`); whether the language and version exist
+ * is the registry's business (RuntimeRegistry.select).
+ */
+export function parseLanguageRef(ref: string): LanguageRef {
+  const s = String(ref ?? '').trim()
+  const at = s.indexOf('@')
+  if (at < 0) return {language: s}
+  const language = s.slice(0, at)
+  const version = s.slice(at + 1)
+  if (!language || !version || version.includes('@'))
+    throw usageError(`invalid language ${JSON.stringify(ref)}: expected <language> or <language>@<version>`, 'for example python or python@3.12 (see `agent runtimes` for the versions)')
+  return {language, version: version.toLowerCase()}
+}
+
+/** `python` or `python@3.12`: how a VM's language and version read in `vm list`. */
+export function languageLabel(language: string, version: string | null | undefined): string {
+  return version ? `${language}@${version}` : language
 }
 
 export interface BrokenPlugin {
@@ -68,6 +100,27 @@ export class RuntimeRegistry {
     return this.byKey.get(languageOrAlias.toLowerCase())
   }
 
+  /**
+   * The runtime and version for `python`, `python@3.12` (and/or `version`, from a --version
+   * flag): a usage error for an unknown language or version, listing the known ones.
+   */
+  select(ref: string, version?: string): RuntimeSelection {
+    const parsed = parseLanguageRef(ref)
+    const flag = version?.trim().toLowerCase()
+    if (flag !== undefined && parsed.version !== undefined && flag !== parsed.version)
+      throw usageError(`${ref} and --version ${version} ask for different versions`, 'give the version once: --language python@3.12, or --language python --version 3.12')
+    if (flag === '') throw usageError('--version must not be empty')
+    const wanted = parsed.version ?? flag
+    const found = this.require(parsed.language)
+    if (wanted === undefined) return {...found, version: null}
+    const rt = found.runtime
+    const v = findVersion(rt, wanted)
+    if (v) return {...found, version: v}
+    if (rt.versions.length === 0)
+      throw usageError(`the ${rt.language} runtime (${label(found.plugin)}) declares no versions, so "${rt.language}@${wanted}" cannot be chosen`, `use --language ${rt.language}`)
+    throw usageError(`unknown ${rt.language} version "${wanted}". Known versions: ${describeVersions(rt)}`, `for example --language ${rt.language}@${rt.defaultVersion}; \`agent runtimes\` lists each version's image`)
+  }
+
   /** The runtime for a language, or a usage error that lists what is available and how to add more. */
   require(languageOrAlias: string): RegisteredRuntime {
     const key = languageOrAlias.toLowerCase()
@@ -85,6 +138,16 @@ export class RuntimeRegistry {
       hint: 'add a language with `agent plugins install <runtime-plugin>` (see `agent runtimes`)',
     })
   }
+}
+
+/** `3.13 (default), 3.12 (image only), 3.11`: a runtime's versions for messages. */
+export function describeVersions(rt: Runtime): string {
+  return rt.versions
+    .map((v) => {
+      const notes = [v.default ? 'default' : '', v.recipe ? '' : 'image only'].filter(Boolean)
+      return notes.length ? `${v.id} (${notes.join(', ')})` : v.id
+    })
+    .join(', ')
 }
 
 function info(p: Interfaces.Plugin): PluginInfo {

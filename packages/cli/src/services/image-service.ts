@@ -1,6 +1,6 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {dirname} from 'node:path'
-import type {Runtime} from '@agent/runtime-kit'
+import {recipeDebianBase, recipeSuiteProblem, type Runtime, type RuntimeVersion} from '@agent/runtime-kit'
 import {AgentError, errorMessage, unavailable} from '../errors.js'
 import {BASE_IMAGE, ensureBaseImage} from '../images/base-image.js'
 import type {Buildah} from '../images/buildah.js'
@@ -9,7 +9,13 @@ import {logger} from '../logging/logger.js'
 
 export interface BuildResult {
   language: string
+  /** The version built (`3.13`); null for a runtime that declares no versions. */
+  version: string | null
+  /** localhost/agent/<language>:<version> (or :latest for a runtime without versions). */
   image: string
+  /** Every tag this build set: the image, plus localhost/agent/<language>:latest for the version `agent image build <language>` builds. */
+  tags: string[]
+  /** The Debian base the recipe builds FROM (localhost/agent/debian:trixie or :bookworm). */
   base: string
   /** True when the language image changed (a new image id); false when every step came from the layer cache. */
   built: boolean
@@ -30,38 +36,70 @@ export function recipeBases(containerfile: string): string[] {
   return out
 }
 
-/** The offline recipe of a runtime, or a clear error when it ships none. */
-export function runtimeRecipe(runtime: Runtime): string {
-  if (!runtime.recipe) {
-    throw unavailable(`the ${runtime.language} runtime ships no offline recipe (Containerfile)`, `pull its image instead: \`agent image pull ${runtime.image}\``)
+/**
+ * What `agent image build` builds for a runtime: the version asked for, else the runtime's
+ * offline version (the default version when it has a recipe); a clear error when there is no recipe.
+ */
+export function buildTarget(runtime: Runtime, version?: RuntimeVersion | null): {version: string | null; recipe: string; image: string; tags: string[]} {
+  const v = version ?? (runtime.offlineVersion ? runtime.versions.find((x) => x.id === runtime.offlineVersion) : undefined)
+  const recipe = v ? v.recipe : runtime.recipe
+  const what = version ? `${runtime.language}@${version.id}` : runtime.language
+  if (!recipe) {
+    const others = runtime.versions.filter((x) => x.recipe).map((x) => `${runtime.language}@${x.id}`)
+    throw unavailable(
+      `${version ? `${what} has` : `the ${runtime.language} runtime ships`} no offline recipe (Containerfile)${version ? ': Debian packages no such version' : ''}`,
+      `pull its image instead: \`agent image pull ${v?.image ?? runtime.image}\`${others.length ? `, or build one of ${others.join(', ')}` : ''}`,
+    )
   }
-  if (!existsSync(runtime.recipe)) throw unavailable(`the ${runtime.language} recipe ${runtime.recipe} does not exist`, 'reinstall the runtime plugin')
-  return runtime.recipe
+  if (!existsSync(recipe)) throw unavailable(`the ${what} recipe ${recipe} does not exist`, 'reinstall the runtime plugin')
+  const image = localImageName(runtime.language, v?.id)
+  const tags = v && v.id === runtime.offlineVersion ? [image, localImageName(runtime.language)] : [image]
+  return {version: v?.id ?? null, recipe, image, tags}
+}
+
+/** The offline recipe of a runtime (its offline version's), or a clear error when it ships none. */
+export function runtimeRecipe(runtime: Runtime): string {
+  return buildTarget(runtime).recipe
+}
+
+/**
+ * The agent Debian base a recipe needs (localhost/agent/debian:<suite>), undefined when it uses
+ * none; a recipe FROM a suite agent does not build is an error that names the line to change.
+ */
+export function recipeBase(recipe: string): {image: string; suite: string} | undefined {
+  const text = readFileSync(recipe, 'utf8')
+  const base = recipeDebianBase(text)
+  if (!base) return undefined
+  if (!base.supported) throw new AgentError('usage', recipeSuiteProblem(text, recipe)!, {hint: 'update the runtime plugin, or ask its author to'})
+  return {image: base.ref, suite: base.suite}
 }
 
 interface BuildPlan {
   buildah: Buildah
   runtime: Runtime
+  version: string | null
   recipe: string
   image: string
-  needsBase: boolean
+  tags: string[]
+  /** The Debian base the recipe needs, if any. */
+  needs?: {image: string; suite: string}
   noCache?: boolean
   signal?: AbortSignal
   t0: number
   base?: {built: boolean; id: string}
 }
 
-function plan(o: {buildah: Buildah; runtime: Runtime; noCache?: boolean; signal?: AbortSignal}): BuildPlan {
-  const recipe = runtimeRecipe(o.runtime)
-  return {...o, recipe, image: localImageName(o.runtime.language), needsBase: recipeBases(recipe).includes(BASE_IMAGE), t0: performance.now()}
+function plan(o: {buildah: Buildah; runtime: Runtime; version?: RuntimeVersion | null; noCache?: boolean; signal?: AbortSignal}): BuildPlan {
+  const target = buildTarget(o.runtime, o.version)
+  return {...o, ...target, needs: recipeBase(target.recipe), t0: performance.now()}
 }
 
 /** Step 1: the Debian base, when the recipe needs it and it is missing. Returns a note for the progress display. */
 async function baseStep(p: BuildPlan, line?: (l: string) => void): Promise<string> {
-  if (!p.needsBase) return 'not needed by this recipe'
+  if (!p.needs) return 'not needed by this recipe'
   const tb = performance.now()
-  p.base = await ensureBaseImage(p.buildah, {signal: p.signal, onLine: line})
-  return p.base.built ? `${BASE_IMAGE} built in ${secs(tb)}` : `${BASE_IMAGE} (already built)`
+  p.base = await ensureBaseImage(p.buildah, {suite: p.needs.suite, signal: p.signal, onLine: line})
+  return p.base.built ? `${p.needs.image} built in ${secs(tb)}` : `${p.needs.image} (already built)`
 }
 
 /** Step 2: the language image from the runtime's Containerfile (layer cache unless noCache). */
@@ -71,13 +109,16 @@ async function languageStep(p: BuildPlan, line?: (l: string) => void): Promise<{
   await p.buildah.build({containerfile: p.recipe, contextDir: dirname(p.recipe), tag: p.image, noCache: p.noCache, signal: p.signal, onLine: line})
   const id = await p.buildah.imageId(p.image)
   if (!id) throw new AgentError('image', `building ${p.image} finished but the image is not in the store`)
+  for (const tag of p.tags.slice(1)) if ((await p.buildah.imageId(tag)) !== id) await p.buildah.tag(p.image, tag)
   const built = id !== before
   return {
     note: built ? `${p.image} built in ${secs(tl)}` : `${p.image} (cached, unchanged)`,
     result: {
       language: p.runtime.language,
+      version: p.version,
       image: p.image,
-      base: BASE_IMAGE,
+      tags: p.tags,
+      base: p.needs?.image ?? BASE_IMAGE,
       built,
       baseBuilt: p.base?.built ?? false,
       id,
@@ -89,11 +130,20 @@ async function languageStep(p: BuildPlan, line?: (l: string) => void): Promise<{
 }
 
 /**
- * `agent image build`: the Debian base when the recipe needs it and it is missing, then the
- * language image from the runtime's Containerfile, tagged localhost/agent/<language>:latest.
- * The layer cache makes a second run quick; a failed build tags nothing and leaves no container.
+ * `agent image build`: the Debian base the recipe starts FROM (trixie or bookworm) when it is
+ * missing, then the language image from the version's Containerfile, tagged
+ * localhost/agent/<language>:<version> (plus :latest for the runtime's offline version; only
+ * :latest for a runtime without versions). The layer cache makes a second run quick; a failed
+ * build tags nothing and leaves no container.
  */
-export async function buildLanguageImage(o: {buildah: Buildah; runtime: Runtime; noCache?: boolean; signal?: AbortSignal; onLine?: (step: BuildStep, line: string) => void}): Promise<BuildResult> {
+export async function buildLanguageImage(o: {
+  buildah: Buildah
+  runtime: Runtime
+  version?: RuntimeVersion | null
+  noCache?: boolean
+  signal?: AbortSignal
+  onLine?: (step: BuildStep, line: string) => void
+}): Promise<BuildResult> {
   const p = plan(o)
   await baseStep(p, (l) => o.onLine?.('base image', l))
   return (await languageStep(p, (l) => o.onLine?.('language image', l))).result
@@ -107,7 +157,15 @@ export function isMilestone(line: string): boolean {
 }
 
 /** buildLanguageImage under listr2 (steps "base image", "language image"): a live display on a terminal, plain `[STARTED]` lines without colour otherwise; always on stderr. */
-export async function buildWithProgress(o: {buildah: Buildah; runtime: Runtime; noCache?: boolean; signal?: AbortSignal; tty?: boolean; quiet?: boolean}): Promise<BuildResult> {
+export async function buildWithProgress(o: {
+  buildah: Buildah
+  runtime: Runtime
+  version?: RuntimeVersion | null
+  noCache?: boolean
+  signal?: AbortSignal
+  tty?: boolean
+  quiet?: boolean
+}): Promise<BuildResult> {
   const {Listr, ListrLogger, ProcessOutput} = await import('listr2')
   const tty = o.tty ?? Boolean(process.stderr.isTTY)
   const p = plan(o)
@@ -188,10 +246,20 @@ export function normalizeRef(ref: string): string {
   return r
 }
 
-/** The runtime whose default image (or local build) `ref` is, if any. */
+/** The runtime whose default image, a version's image, or a local build `ref` is, if any. */
 export function runtimeForImage(ref: string, runtimes: readonly Runtime[]): Runtime | undefined {
+  return runtimeVersionForImage(ref, runtimes)?.runtime
+}
+
+/** runtimeForImage, with the version `ref` belongs to (null: the runtime's default or unversioned image). */
+export function runtimeVersionForImage(ref: string, runtimes: readonly Runtime[]): {runtime: Runtime; version: RuntimeVersion | null} | undefined {
   const n = normalizeRef(ref)
-  return runtimes.find((rt) => normalizeRef(rt.image) === n || normalizeRef(localImageName(rt.language)) === n)
+  for (const rt of runtimes) {
+    const v = rt.versions.find((x) => normalizeRef(x.image) === n || normalizeRef(localImageName(rt.language, x.id)) === n)
+    if (v) return {runtime: rt, version: v.default ? null : v}
+    if (normalizeRef(rt.image) === n || normalizeRef(localImageName(rt.language)) === n) return {runtime: rt, version: null}
+  }
+  return undefined
 }
 
 /**
@@ -203,10 +271,19 @@ export async function pullImage(o: {buildah: Buildah; ref: string; runtimes?: re
   const ref = checkImageRef(o.ref)
   const timeoutMs = o.timeoutMs ?? pullTimeoutMs()
   const t0 = performance.now()
-  const rt = runtimeForImage(ref, o.runtimes ?? [])
-  const hint = rt
-    ? `build it offline with \`agent image build ${rt.language}\` (VMs use localhost/agent/${rt.language}:latest once it exists)`
-    : 'build a language image offline with `agent image build <language>` (see `agent runtimes`), or check the reference and your network'
+  const found = runtimeVersionForImage(ref, o.runtimes ?? [])
+  let hint = 'build a language image offline with `agent image build <language>` (see `agent runtimes`), or check the reference and your network'
+  if (found) {
+    const {runtime: rt, version} = found
+    const v = version ?? (rt.offlineVersion ? rt.versions.find((x) => x.id === rt.offlineVersion) : undefined)
+    if (version && !version.recipe) {
+      const others = rt.versions.filter((x) => x.recipe).map((x) => `${rt.language}@${x.id}`)
+      hint = `${rt.language}@${version.id} has no offline recipe${others.length ? `; build one of ${others.join(', ')} offline with \`agent image build\`` : ''}`
+    } else if (v || rt.recipe) {
+      const build = version ? `${rt.language}@${version.id}` : rt.language
+      hint = `build it offline with \`agent image build ${build}\` (VMs use ${localImageName(rt.language, v?.id)} once it exists)`
+    }
+  }
   try {
     await o.buildah.pull(ref, timeoutMs)
   } catch (err) {

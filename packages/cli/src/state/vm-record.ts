@@ -11,6 +11,8 @@ export interface VmRecord {
   id: string
   name: string | null
   language: string
+  /** The runtime version (`3.13`) when known; null for runtimes without versions or an image given by override. */
+  version: string | null
   /** The runtime plugin that provided the language, as `name@version`. */
   plugin: string
   image: string
@@ -41,6 +43,7 @@ export function vmRecord(fields: Pick<VmRecord, 'id'> & Partial<VmRecord>): VmRe
   return {
     name: null,
     language: fields.id.replace(/-[0-9a-f]{8}$/, ''),
+    version: null,
     plugin: '',
     image: '',
     imageSource: '',

@@ -9,6 +9,7 @@ export const VmEntity = new EntitySchema<VmRecord>({
     id: {type: 'varchar', primary: true},
     name: {type: 'varchar', nullable: true, unique: true},
     language: {type: 'varchar'},
+    version: {type: 'varchar', nullable: true},
     plugin: {type: 'varchar'},
     image: {type: 'varchar'},
     imageSource: {type: 'varchar', name: 'image_source'},

@@ -22,7 +22,7 @@ A VM whose sandbox died shows as stopped; one whose sandbox and root filesystem 
         this.out(
           renderTable(
             ['ID', 'NAME', 'LANGUAGE', 'LAUNCHER', 'STATUS', 'CPU', 'MEM', 'NETWORK', 'CREATED'],
-            vms.map((v) => [v.id, v.name ?? '', v.language, v.launcher, v.status, String(v.cpus), `${v.memoryMib}M`, v.network, v.createdAt.toISOString().replace(/\.\d+Z$/, 'Z')]),
+            vms.map((v) => [v.id, v.name ?? '', v.version ? `${v.language}@${v.version}` : v.language, v.launcher, v.status, String(v.cpus), `${v.memoryMib}M`, v.network, v.createdAt.toISOString().replace(/\.\d+Z$/, 'Z')]),
           ),
         )
     }
