@@ -102,6 +102,24 @@ print("connected:", ok)
     expect(ifs.stdout.split('\n').filter((l) => l.includes(':')).map((l) => l.split(':')[0].trim()).filter((n) => n !== 'lo')).toEqual([])
   })
 
+  it('a command that exits 124 by itself is not reported as a timeout (the guest init reports timeouts)', async () => {
+    const r = await a(['vm', 'exec', '--vm', id, '--json', '--timeout', '5', '--cmd', 'sleep 1; exit 124'])
+    expect(r.code).toBe(124)
+    const [doc] = JSON.parse(r.stdout)
+    expect(doc).toMatchObject({exitCode: 124, timedOut: false, error: null})
+    expect(r.stderr).not.toMatch(/timed out/)
+  })
+
+  it('refuses a file the language cannot run with a usage error naming the extensions it runs', async () => {
+    writeFileSync(join(st.dir, 'notes.txt'), 'not code')
+    const r = await a(['vm', 'run', '--vm', id, '--file', join(st.dir, 'notes.txt')])
+    expect(r.code, r.stderr).toBe(2)
+    expect(r.stderr).toMatch(/python does not know how to run "\.txt" files \(it runs: \.py\)/)
+    expect(r.stderr).not.toMatch(/internal error/)
+    const ls = await a(['vm', 'exec', '--vm', id, '--cmd', 'test ! -e /in/notes.txt'])
+    expect(ls.code, 'nothing was copied before the refusal').toBe(0)
+  })
+
   it('refuses hostile file names and paths before copying anything', async () => {
     const dir = join(st.dir, 'hostile')
     mkdirSync(dir, {recursive: true})
