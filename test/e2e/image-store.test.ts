@@ -12,6 +12,7 @@ import {BASE_IMAGE, ensureBaseImage} from '../../packages/cli/src/images/base-im
 import {Buildah} from '../../packages/cli/src/images/buildah.js'
 import {chooseImage, ensureImage, imageEnvVar, localImageName} from '../../packages/cli/src/images/resolve.js'
 import {imageStore} from '../../packages/cli/src/images/storage.js'
+import type {RuntimeRegistry} from '../../packages/cli/src/runtimes/registry.js'
 import {buildLanguageImage, listImages, pullImage, recipeBases, removeImage} from '../../packages/cli/src/services/image-service.js'
 import {TEST_IMAGE_STORE} from '../helpers/agent.js'
 import {tempStore, type TempStore} from '../helpers/test-store.js'
@@ -191,7 +192,7 @@ describe('image service (real buildah)', () => {
   it('a language build whose RUN fails tags nothing and leaves no working container', async () => {
     const rt = fakeRuntime('failing', recipe(dir, 'FROM scratch\nLABEL step=one\nRUN /bin/does-not-exist\n'))
     expect(recipeBases(rt.recipe!)).toEqual(['scratch'])
-    expect(recipeBases(recipe(dir, 'FROM --platform=linux/amd64 localhost/agent/debian:bookworm AS b\nFROM b\n'))).toEqual([BASE_IMAGE, 'b'])
+    expect(recipeBases(recipe(dir, 'FROM --platform=linux/amd64 localhost/agent/debian:bookworm AS b\nFROM b\n'))).toEqual(['localhost/agent/debian:bookworm', 'b'])
     recipe(dir, 'FROM scratch\nLABEL step=one\nRUN /bin/does-not-exist\n')
     const err = await buildLanguageImage({buildah: store.buildah, runtime: rt}).catch((e: unknown) => e)
     expect(err).toMatchObject({kind: 'image', exitCode: 7, message: expect.stringContaining('building localhost/agent/failing:latest failed')})
@@ -230,10 +231,10 @@ describe('image service (real buildah)', () => {
       expect(await store.buildah.imageExists(BASE_IMAGE)).toBe(false)
       const second = await buildLanguageImage({buildah: store.buildah, runtime: rt})
       expect(second).toMatchObject({built: false, id: first.id})
-      const rows = await listImages(store.buildah)
+      const rows = await listImages(store)
       expect(rows.find((r) => r.name === 'localhost/agent/tiny:latest')).toMatchObject({repository: 'localhost/agent/tiny', tag: 'latest', id: first.id.slice(0, 12)})
-      await removeImage(store.buildah, 'localhost/agent/tiny:latest')
-      await expect(removeImage(store.buildah, 'localhost/agent/tiny:latest')).rejects.toMatchObject({exitCode: 3})
+      await removeImage(store, 'localhost/agent/tiny:latest')
+      await expect(removeImage(store, 'localhost/agent/tiny:latest')).rejects.toMatchObject({exitCode: 3})
     } finally {
       rmSync(ok, {recursive: true, force: true})
     }
@@ -241,10 +242,14 @@ describe('image service (real buildah)', () => {
 
   it('pull: a bad reference is refused before buildah runs; an unreachable one names the image and the offline build', async () => {
     const never = new Buildah(store.buildah.store, '/nonexistent/buildah-must-not-run')
-    for (const ref of ['a b', '../x', '$(touch /tmp/pwned)']) await expect(pullImage({buildah: never, ref})).rejects.toMatchObject({kind: 'usage', exitCode: 2})
+    const noPlugins = async () => {
+      throw new Error('plugins must not be loaded for a bad reference')
+    }
+    for (const ref of ['a b', '../x', '$(touch /tmp/pwned)']) await expect(pullImage({buildah: never, runtimes: noPlugins}, ref)).rejects.toMatchObject({kind: 'usage', exitCode: 2})
     const before = await store.buildah.images()
     const python = defineRuntime({language: 'python', image: 'docker.io/library/python:3.11-slim', hello: ['x'], version: ['x'], fileRun: {'.py': ['p', '{file}']}})
-    const err = await pullImage({buildah: store.buildah, ref: 'localhost:1/python:3.11-slim', runtimes: [python], timeoutMs: 30_000}).catch((e: unknown) => e)
+    const runtimes = async () => ({runtimes: [{runtime: python}]}) as unknown as RuntimeRegistry
+    const err = await pullImage({buildah: store.buildah, runtimes}, 'localhost:1/python:3.11-slim', {timeoutMs: 30_000}).catch((e: unknown) => e)
     expect(err).toMatchObject({kind: 'image', exitCode: 7, message: expect.stringMatching(/^cannot pull localhost:1\/python:3.11-slim: /)})
     expect((err as {hint: string}).hint).toContain('agent image build <language>')
     expect(await store.buildah.images()).toEqual(before)

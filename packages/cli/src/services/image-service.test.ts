@@ -14,7 +14,10 @@ describe('image service without buildah', () => {
 
   it('pull refuses a bad reference before buildah runs', async () => {
     const never = new Buildah(imageStore(dir, {AGENT_STATE_DIR: dir}), '/nonexistent/buildah-must-not-run')
-    for (const ref of ['a b', '../x', '$(touch /tmp/pwned)']) await expect(pullImage({buildah: never, ref})).rejects.toMatchObject({kind: 'usage', exitCode: 2})
+    const runtimes = async () => {
+      throw new Error('plugins must not be loaded for a bad reference')
+    }
+    for (const ref of ['a b', '../x', '$(touch /tmp/pwned)']) await expect(pullImage({buildah: never, runtimes}, ref)).rejects.toMatchObject({kind: 'usage', exitCode: 2})
   })
 })
 

@@ -6,6 +6,7 @@ import {BASE_IMAGE, ensureBaseImage} from '../images/base-image.js'
 import type {Buildah} from '../images/buildah.js'
 import {checkImageRef, localImageName, pullTimeoutMs} from '../images/resolve.js'
 import {logger} from '../logging/logger.js'
+import type {ServiceContext} from './context.js'
 
 export interface BuildResult {
   language: string
@@ -221,7 +222,8 @@ export interface ImageRow {
 }
 
 /** One row per image name (an image with two tags shows twice, as with docker). */
-export async function listImages(buildah: Buildah): Promise<ImageRow[]> {
+export async function listImages(ctx: Pick<ServiceContext, 'buildah'>): Promise<ImageRow[]> {
+  const {buildah} = ctx
   const rows: ImageRow[] = []
   for (const img of await buildah.images()) {
     const names = img.names.length ? img.names : ['<none>:<none>']
@@ -267,11 +269,26 @@ export function runtimeVersionForImage(ref: string, runtimes: readonly Runtime[]
  * registry, unknown image, AGENT_PULL_TIMEOUT) is an `image` error naming the image and
  * pointing at the offline build.
  */
-export async function pullImage(o: {buildah: Buildah; ref: string; runtimes?: readonly Runtime[]; timeoutMs?: number}): Promise<{image: string; id: string; durationMs: number}> {
-  const ref = checkImageRef(o.ref)
+export async function pullImage(ctx: Pick<ServiceContext, 'buildah' | 'runtimes'>, ref: string, o: {timeoutMs?: number} = {}): Promise<{image: string; id: string; durationMs: number}> {
+  checkImageRef(ref)
   const timeoutMs = o.timeoutMs ?? pullTimeoutMs()
   const t0 = performance.now()
-  const found = runtimeVersionForImage(ref, o.runtimes ?? [])
+  try {
+    await ctx.buildah.pull(ref, timeoutMs)
+  } catch (err) {
+    if (err instanceof AgentError && err.kind === 'unavailable') throw err
+    const why = errorMessage(err).replace(/^pulling \S+ (failed: )?/, '')
+    // Plugins are loaded only now, to say which offline build would stand in for this image.
+    const runtimes = await ctx.runtimes().then((r) => r.runtimes.map((x) => x.runtime), () => [])
+    throw new AgentError('image', `cannot pull ${ref}: ${why}`, {hint: pullHint(ref, runtimes), cause: err})
+  }
+  const id = (await ctx.buildah.imageId(ref)) ?? ''
+  return {image: ref, id, durationMs: Math.round(performance.now() - t0)}
+}
+
+/** What to do when `ref` cannot be pulled: the offline build of the runtime version it stands for. */
+function pullHint(ref: string, runtimes: readonly Runtime[]): string {
+  const found = runtimeVersionForImage(ref, runtimes)
   let hint = 'build a language image offline with `agent image build <language>` (see `agent runtimes`), or check the reference and your network'
   if (found) {
     const {runtime: rt, version} = found
@@ -284,23 +301,21 @@ export async function pullImage(o: {buildah: Buildah; ref: string; runtimes?: re
       hint = `build it offline with \`agent image build ${build}\` (VMs use ${localImageName(rt.language, v?.id)} once it exists)`
     }
   }
-  try {
-    await o.buildah.pull(ref, timeoutMs)
-  } catch (err) {
-    if (err instanceof AgentError && err.kind === 'unavailable') throw err
-    const why = errorMessage(err).replace(/^pulling \S+ (failed: )?/, '')
-    throw new AgentError('image', `cannot pull ${ref}: ${why}`, {hint, cause: err})
-  }
-  const id = (await o.buildah.imageId(ref)) ?? ''
-  return {image: ref, id, durationMs: Math.round(performance.now() - t0)}
+  return hint
 }
 
 /** `agent image rm`: a missing image is NotFound (exit 3). */
-export async function removeImage(buildah: Buildah, ref: string): Promise<{removed: string}> {
+export async function removeImage(ctx: Pick<ServiceContext, 'buildah'>, ref: string): Promise<{removed: string}> {
   checkImageRef(ref)
-  if (!(await buildah.imageExists(ref))) throw new AgentError('not_found', `image not found: ${ref}`, {hint: 'see `agent image list`'})
-  await buildah.removeImage(ref)
+  if (!(await ctx.buildah.imageExists(ref))) throw new AgentError('not_found', `image not found: ${ref}`, {hint: 'see `agent image list`'})
+  await ctx.buildah.removeImage(ref)
   return {removed: ref}
+}
+
+/** `agent image build <language[@version]>`: the runtime's offline recipe, on its Debian base. */
+export async function buildImage(ctx: Pick<ServiceContext, 'buildah' | 'runtimes' | 'signal'>, o: {language: string; noCache?: boolean}): Promise<BuildResult> {
+  const {runtime, version} = (await ctx.runtimes()).select(o.language)
+  return buildWithProgress({buildah: ctx.buildah, runtime, version, noCache: o.noCache, signal: ctx.signal})
 }
 
 function secs(t0: number): string {

@@ -1,6 +1,6 @@
 import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs'
 import {join, resolve} from 'node:path'
-import {defineRuntime, isValidImageRef} from '@agent/runtime-kit'
+import {debianBaseImage, defineRuntime, isValidImageRef} from '@agent/runtime-kit'
 import {AgentError, usageError} from '../errors.js'
 
 export interface ScaffoldOptions {
@@ -77,7 +77,7 @@ export default async function runtimes() {
 }
 `,
     Containerfile: `# Offline recipe: built by \`agent image build ${o.language}\` on agent's Debian base image.
-FROM localhost/agent/debian:bookworm
+FROM ${debianBaseImage()}
 ${o.aptPackages.length ? `RUN apt-get update \\\n && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${o.aptPackages.join(' ')} \\\n && rm -rf /var/lib/apt/lists/*\n` : ''}CMD [${JSON.stringify(o.command)}, "--version"]
 `,
     'README.md': `# ${name}

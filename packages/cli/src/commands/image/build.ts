@@ -21,15 +21,8 @@ New VMs of that language and version boot from it instead of pulling the officia
   }
 
   async run(): Promise<BuildResult> {
-    const [{loadRuntimes}, {Buildah}, {imageStore}, {buildWithProgress}] = await Promise.all([
-      import('../../runtimes/registry.js'),
-      import('../../images/buildah.js'),
-      import('../../images/storage.js'),
-      import('../../services/image-service.js'),
-    ])
-    const {runtime, version} = (await loadRuntimes(this.config)).select(this.args.language)
-    const buildah = new Buildah(imageStore(this.paths.root))
-    const res = await buildWithProgress({buildah, runtime, version, noCache: this.flags['no-cache']})
+    const {buildImage} = await import('../../services/image-service.js')
+    const res = await buildImage(await this.context(), {language: this.args.language, noCache: this.flags['no-cache']})
     const also = res.tags.filter((t) => t !== res.image)
     this.out(
       `${res.image} ${res.built ? 'built' : 'is up to date (cached)'} in ${(res.durationMs / 1000).toFixed(1)}s (${res.version ? `${res.language} ${res.version}, ` : ''}base ${res.base}${res.baseBuilt ? ', built' : ''}${also.length ? `; also tagged ${also.join(', ')}` : ''})`,

@@ -10,14 +10,8 @@ export default class ImageRm extends AgentCommand<typeof ImageRm> {
   }
 
   async run(): Promise<{removed: string}> {
-    const [{Buildah}, {imageStore}, {removeImage}, {checkImageRef}] = await Promise.all([
-      import('../../images/buildah.js'),
-      import('../../images/storage.js'),
-      import('../../services/image-service.js'),
-      import('../../images/resolve.js'),
-    ])
-    const ref = checkImageRef(this.args.ref)
-    const res = await removeImage(new Buildah(imageStore(this.paths.root)), ref)
+    const {removeImage} = await import('../../services/image-service.js')
+    const res = await removeImage(await this.context(), this.args.ref)
     this.out(`removed ${res.removed}`)
     return res
   }
