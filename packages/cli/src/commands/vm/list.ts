@@ -4,7 +4,7 @@ import {VM_STATUSES, type VmRecord} from '../../state/vm-record.js'
 import {renderTable} from '../../util/table.js'
 
 export default class VmList extends AgentCommand<typeof VmList> {
-  static override summary = 'List VMs, with the runtime\'s view of each reconciled into the database.'
+  static override summary = 'List VMs, with each launcher\'s view of its VMs reconciled into the database.'
   static override description = `By default only running (and creating) VMs are shown, as with \`docker ps\`.
 A VM whose sandbox died shows as stopped; one whose sandbox and root filesystem were removed behind agent's back shows as missing. \`agent vm clean\` handles both.`
   static override examples = ['<%= config.bin %> vm list', '<%= config.bin %> vm list --all', '<%= config.bin %> vm list --status stopped --json']
