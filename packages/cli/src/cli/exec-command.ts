@@ -4,7 +4,7 @@ import {logger} from '../logging/logger.js'
 import type {ServiceContext} from '../services/context.js'
 import {describeExit, execVm, listVms, resolveVm, type ExecOptions} from '../services/vm-service.js'
 import {parseEnv} from '../util/validate.js'
-import type {VmRecord} from '../state/vm-record.js'
+import {languageLabel, type VmRecord} from '../state/vm-record.js'
 
 /** Per-VM output is capped in capture mode (fan-out and --json); see README "Output limits". */
 export const MAX_CAPTURE_BYTES = 1024 * 1024
@@ -79,7 +79,7 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
     async (ref, task) => {
       const vm = await resolveVm(ctx, ref)
       vms.set(ref, vm)
-      task.title(`${vm.id} (${vm.language}) running`)
+      task.title(`${vm.id} (${languageLabel(vm)}) running`)
       const {result} = await execVm(ctx, vm, {...base, output: 'capture', maxCaptureBytes: MAX_CAPTURE_BYTES})
       return result
     },
@@ -89,7 +89,7 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
       title: (ref) => `${ref}: waiting`,
       done: (ref, r) => {
         const vm = vms.get(ref)!
-        const label = `${vm.id} (${vm.language})`
+        const label = `${vm.id} (${languageLabel(vm)})`
         if (r.exitCode === 0) return {title: `${label} exit 0`}
         return {title: `${label} exit ${r.exitCode}`, failure: describeExit(vm, r, input.timeout) ?? `exit ${r.exitCode}`}
       },

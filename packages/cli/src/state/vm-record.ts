@@ -65,3 +65,8 @@ export function vmRecord(fields: Pick<VmRecord, 'id'> & Partial<VmRecord>): VmRe
     ...fields,
   }
 }
+
+/** python@3.13, or just the language when the VM records no version. */
+export function languageLabel(vm: Pick<VmRecord, 'language' | 'version'>): string {
+  return vm.version ? `${vm.language}@${vm.version}` : vm.language
+}
