@@ -1,0 +1,11 @@
+/**
+ * The one place the server reaches into agent's service floor (packages/cli). Routes use these
+ * services; none of them talks to a launcher, the database schema or a host program directly.
+ */
+export {createVm, listVms, execVm, stopVm, startVm, cleanVm, resolveVm, type ExecOptions, type CreateOptions} from '@agent/cli/dist/services/vm-service.js'
+export type {ServiceContext} from '@agent/cli/dist/services/context.js'
+export type {VmRecord} from '@agent/cli/dist/state/vm-record.js'
+export type {ExecResult} from '@agent/cli/dist/launchers/launcher.js'
+export {AgentError, errorMessage} from '@agent/cli/dist/errors.js'
+export {logger} from '@agent/cli/dist/logging/logger.js'
+export {parseLanguageRef} from '@agent/cli/dist/runtimes/registry.js'
