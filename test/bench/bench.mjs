@@ -6,7 +6,8 @@
 //
 // Environment:
 //   BENCH_COLD_IMAGES=1   also time cold image builds in a private store (adds ~5 min or more)
-//   BENCH_ONLY=a,b        only these sections: startup, images, create, exec, breakdown, fanout
+//   BENCH_ONLY=a,b        only these sections: startup, images, create, exec, breakdown, fanout, platforms
+//                         (BENCH_ONLY=platforms also splices its table into bench/REPORT.md)
 //   BENCH_QUICK=1         tiny N everywhere (a smoke test of the harness, not a measurement)
 //   BENCH_FANOUT_RUNTIME  gvisor (default) or runc for the fan-out VMs
 //   BENCH_BUDGET_S        time budget in seconds (default 540); the fan-out shrinks to respect it
@@ -48,8 +49,8 @@ const LAUNCHERS = ['gvisor', 'runc']
 const FANOUT_SIZES = [1, 4, 16, 32]
 const FANOUT_MEM = 64
 const N = QUICK
-  ? {startup: 3, image: 1, create: 2, exec: 4, hello: 2, helloRunc: 1, fanout: 1, fanoutLarge: 1, phases: 2, rss: 1, modules: 2}
-  : {startup: 10, image: 2, create: 3, exec: 10, hello: 4, helloRunc: 2, fanout: 2, fanoutLarge: 1, phases: 5, rss: 2, modules: 3}
+  ? {startup: 3, image: 1, create: 2, exec: 4, hello: 2, helloRunc: 1, fanout: 1, fanoutLarge: 1, phases: 2, rss: 1, modules: 2, platCreate: 1, platStart: 2, platExec: 3, platInGuest: 2}
+  : {startup: 10, image: 2, create: 3, exec: 10, hello: 4, helloRunc: 2, fanout: 2, fanoutLarge: 1, phases: 5, rss: 2, modules: 3, platCreate: 5, platStart: 5, platExec: 10, platInGuest: 7}
 const T0 = now()
 const elapsedS = () => (now() - T0) / 1000
 const log = (msg) => process.stderr.write(`bench [${elapsedS().toFixed(0).padStart(3)}s] ${msg}\n`)
@@ -62,7 +63,7 @@ const RAW = join(STATE, 'raw')
 const RAW_ROOT = {gvisor: join(RAW, 'run', 'runsc'), runc: join(RAW, 'run', 'runc')}
 const RUNTIME_BIN = {gvisor: 'runsc', runc: 'runc'}
 /** Same flags agent passes to runsc (see packages/cli/src/launchers/gvisor.ts), so both run the same runtime config. */
-const RUNSC_FLAGS = ['--platform=ptrace', '--overlay2=none']
+const RUNSC_FLAGS = ['--platform=systrap', '--overlay2=none'] // agent's default platform (launchers/gvisor-version.ts)
 const agentRoot = (launcher) => join(STATE, 'run', launcher) // paths.runtimeRoot(<launcher>) in state-dir.ts
 const containerOf = (id) => `agent-${id}` // containerName() in launchers/oci.ts
 
@@ -337,6 +338,7 @@ const result = {
   spawns: {},
   notes: [],
   coldImages: null,
+  platforms: null,
   totalS: null,
 }
 const add = (f) => {
@@ -369,6 +371,7 @@ async function main() {
   // VMs after it are the part that gives way when the budget is short.
   if (want('fanout')) await fanout()
   if (want('exec') || want('breakdown')) await execAndHello(languages)
+  if (want('platforms')) await platforms()
 }
 
 // ---- 1. CLI start-up
@@ -669,6 +672,104 @@ async function fanout() {
   vms.clear()
 }
 
+// ---- 6. gVisor platforms: ptrace against systrap (runc alongside as the no-sentry reference)
+// In-guest figures are timed inside the guest (date +%s%N / perf_counter), so they hold the
+// platform's own cost without agent's or the runtime's exec overhead.
+const FORK_LOOPS = 200
+const GUEST_FORK = `s=$(date +%s%N); i=0; while [ $i -lt ${FORK_LOOPS} ]; do /bin/true; i=$((i+1)); done; e=$(date +%s%N); echo $(( (e - s) / 1000 ))`
+const GUEST_CPU = 'python3 -c "import time\nt = time.perf_counter()\ns = 0\nfor i in range(3000000): s += i\nprint((time.perf_counter() - t) * 1000)"'
+async function platforms() {
+  const cols = [
+    {key: 'ptrace', launcher: 'gvisor', extra: ['--gvisor-platform', 'ptrace']},
+    {key: 'systrap', launcher: 'gvisor', extra: ['--gvisor-platform', 'systrap']},
+    {key: 'runc', launcher: 'runc', extra: []},
+  ]
+  const load = []
+  const sampleLoad = (at) => load.push({at, elapsedS: round(elapsedS()), loadavg: loadNow()})
+  sampleLoad('start')
+  log('platforms: vm create (boot from a cached image), interleaved ptrace / systrap / runc')
+  const created = Object.fromEntries(cols.map((c) => [c.key, []]))
+  const createFns = cols.map((c) => async () => {
+    const {id, ms} = await createVm('python', c.launcher, c.extra)
+    created[c.key].push(id)
+    return ms
+  })
+  const create = await measure(createFns, {n: N.platCreate, warmup: 1})
+  sampleLoad('after create')
+  // Keep one VM per column; clean the rest (cleaning is not what is measured).
+  const ids = {}
+  for (const c of cols) {
+    ids[c.key] = created[c.key].pop()
+    for (const id of created[c.key]) await cleanVm(id)
+  }
+  for (const c of cols.filter((x) => x.launcher === 'gvisor')) {
+    const p = join(STATE, 'vms', ids[c.key], 'gvisor-platform')
+    const recorded = existsSync(p) ? readFileSync(p, 'utf8').trim() : 'none'
+    if (recorded !== c.key) throw new Error(`VM ${ids[c.key]} was asked for ${c.key} but records ${recorded}`)
+  }
+  log('platforms: vm stop + vm start (timed: start, i.e. boot of an existing VM)')
+  const start = await measure(
+    cols.map((c) => async () => {
+      await agent(['vm', 'stop', ids[c.key]])
+      return (await agent(['vm', 'start', ids[c.key]])).ms
+    }),
+    {n: N.platStart, warmup: 0},
+  )
+  sampleLoad('after start')
+  log("platforms: vm exec --cmd 'true'")
+  const exec = await measure(cols.map((c) => async () => (await agent(['vm', 'exec', '--vm', ids[c.key], '--cmd', 'true'])).ms), {n: N.platExec, warmup: 2})
+  sampleLoad('after exec')
+  const inGuest = (script, perUnit) => async (id) => {
+    const {stdout} = await agent(['vm', 'exec', '--vm', id, '--timeout', '120', '--cmd', script])
+    const x = Number(stdout.trim().split('\n').pop())
+    if (!Number.isFinite(x)) throw new Error(`in-guest timing printed ${JSON.stringify(stdout)}`)
+    return perUnit(x)
+  }
+  log(`platforms: fork+exec of /bin/true inside the guest (${FORK_LOOPS} per sample)`)
+  const forkOne = inGuest(GUEST_FORK, (us) => us / FORK_LOOPS / 1000)
+  const fork = await measure(cols.map((c) => () => forkOne(ids[c.key])), {n: N.platInGuest, warmup: 1})
+  sampleLoad('after fork+exec')
+  log('platforms: CPU-bound loop inside the guest (python, 3M additions)')
+  const cpuOne = inGuest(GUEST_CPU, (ms) => ms)
+  const cpu = await measure(cols.map((c) => () => cpuOne(ids[c.key])), {n: N.platInGuest, warmup: 1})
+  sampleLoad('end')
+  for (const c of cols) await cleanVm(ids[c.key])
+  const row = (name, unit, st) => ({name, unit, ptrace: st[0], systrap: st[1], runc: st[2], ratio: st[0] && st[1] ? round(st[1].median / st[0].median, 2) : null})
+  result.platforms = {
+    runsc: result.host.runsc,
+    rows: [
+      row('vm create python (image cached): boot included', 'ms', create),
+      row('vm start (boot of a stopped VM)', 'ms', start),
+      row("vm exec --cmd 'true'", 'ms', exec),
+      row('fork+exec of /bin/true inside the guest, per call', 'ms', fork),
+      row('CPU-bound loop inside the guest (python, 3M additions)', 'ms', cpu),
+    ],
+    load,
+  }
+  for (const r of result.platforms.rows) log(`platforms: ${r.name}: ptrace ${r.ptrace?.median} / systrap ${r.systrap?.median} / runc ${r.runc?.median} ${r.unit} (systrap/ptrace ${r.ratio}x)`)
+}
+
+function platformsSection() {
+  const pl = result.platforms
+  if (!pl) return []
+  const cell = (st) => (st ? `${st.median} (${st.min}–${st.max})` : '—')
+  const lines = [
+    '## gVisor platforms: ptrace and systrap',
+    '',
+    `${pl.runsc}, ${result.host.nproc} cores, ${result.host.kvm ? 'KVM' : 'no KVM'}. Medians with (min–max) of N runs, interleaved ptrace / systrap / runc so all three see the same machine noise; runc is the no-sentry reference. In-guest rows are timed inside the guest, so they hold no exec or agent overhead. Ratio = systrap median / ptrace median (below 1: systrap faster).`,
+    '',
+    '| figure | N | ptrace | systrap | systrap/ptrace | runc (reference) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...pl.rows.map((r) => `| ${r.name} (${r.unit}) | ${r.ptrace?.n ?? '—'} | ${cell(r.ptrace)} | ${cell(r.systrap)} | ${r.ratio == null ? '—' : `${r.ratio.toFixed(2)}x`} | ${cell(r.runc)} |`),
+    '',
+    `Machine load (1/5/15-minute load average) during the section: ${pl.load.map((l) => `${l.at} ${l.loadavg.join('/')}`).join('; ')}.`,
+    '',
+    `Default: **systrap** (\`DEFAULT_GVISOR_PLATFORM\` in packages/cli/src/launchers/gvisor-version.ts; \`vm create --gvisor-platform ptrace\` or AGENT_GVISOR_PLATFORM to override, recorded per VM). Boot, exec and the CPU-bound loop are within noise of each other; fork+exec inside the guest is ${pl.rows[3]?.ratio ?? '?'}x on systrap (${pl.rows[3]?.systrap?.median ?? '?'} against ${pl.rows[3]?.ptrace?.median ?? '?'} ms a call), a few ms on commands that take hundreds. What decides it is not in this table: on systrap an out-of-memory kill takes only the culprit's command, on ptrace it takes the whole sandbox and agent has to boot it again (test/security/gvisor-gaps.test.ts, docs/security.md). Workloads that fork thousands of processes (big shell builds) can choose ptrace.`,
+    '',
+  ]
+  return lines
+}
+
 // ------------------------------------------------------------------ report
 
 function renderReport() {
@@ -678,7 +779,7 @@ function renderReport() {
   lines.push('')
   lines.push(`Measured by \`npm run bench\` (test/bench/bench.mjs) on ${h.date.slice(0, 10)}: ${h.nproc} cores (${h.cpuModel}), ${h.memoryGiB} GiB, ${h.os}, kernel ${h.kernel}, ${h.kvm ? 'KVM' : 'no KVM'}, ${h.runsc}, ${h.runc.split('\n')[0]}, ${h.buildah}, Node ${h.node}. Load average at start ${h.loadavgAtStart.join(' / ')}, at end ${result.loadavgAtEnd?.join(' / ')} (a shared machine: other work ran alongside, which is why every figure sits next to a raw baseline measured in the same run, interleaved). Total bench time ${result.totalS} s.`)
   lines.push('')
-  lines.push('Each figure is the median of N timed runs after a warm-up; agent runs are `node packages/cli/bin/run.js …` (what the `agent` link runs) with an isolated AGENT_STATE_DIR and the shared image store. Ratio = agent median / raw median; overhead = agent median − raw median. The raw create baseline uses a minimal config.json written by the bench itself (not agent\'s spec builder: no cgroup limits, no overlay disk, no guest init), with the same runsc flags agent uses (`--platform=ptrace --overlay2=none --network=none`).')
+  lines.push('Each figure is the median of N timed runs after a warm-up; agent runs are `node packages/cli/bin/run.js …` (what the `agent` link runs) with an isolated AGENT_STATE_DIR and the shared image store. Ratio = agent median / raw median; overhead = agent median − raw median. The raw create baseline uses a minimal config.json written by the bench itself (not agent\'s spec builder: no cgroup limits, no overlay disk, no guest init), with the same runsc flags agent uses by default (`--platform=systrap --overlay2=none --network=none`).')
   lines.push('')
   lines.push(figuresTable(result.figures))
   lines.push('')
@@ -752,6 +853,7 @@ function renderReport() {
       lines.push('')
     }
   }
+  lines.push('<!-- platforms:start -->', ...platformsSection(), '<!-- platforms:end -->', '')
   lines.push(...suggestions())
   if (result.notes.length) {
     lines.push('## Notes')
@@ -847,6 +949,17 @@ function writeOutputs() {
     const j = text.indexOf(end)
     if (i >= 0 && j > i) writeFileSync(readme, text.slice(0, i + start.length) + '\n' + readmeSection() + '\n' + text.slice(j))
     else log('README has no bench markers: not updated')
+  } else if (result.platforms && !result.options.quick && !result.failed) {
+    // BENCH_ONLY=platforms: only the platform table of bench/REPORT.md is replaced.
+    const report = join(ROOT, 'bench', 'REPORT.md')
+    const text = existsSync(report) ? readFileSync(report, 'utf8') : ''
+    const start = '<!-- platforms:start -->'
+    const end = '<!-- platforms:end -->'
+    const section = [start, ...platformsSection(), end].join('\n')
+    const i = text.indexOf(start)
+    const j = text.indexOf(end)
+    writeFileSync(report, i >= 0 && j > i ? text.slice(0, i) + section + text.slice(j + end.length) : text.trimEnd() + '\n\n' + section + '\n')
+    log('partial run: only the platform table of bench/REPORT.md updated')
   } else log('partial, failed or quick run: bench/REPORT.md and README not updated')
   process.stdout.write(md + '\n')
 }
