@@ -12,7 +12,7 @@ import {DEFAULT_HOME, DEFAULT_USER, MAX_EXEC_SEC, argvCommand, runInGuest} from 
 import {HttpError} from './http-errors.js'
 
 const DRIVER = String.raw`
-import ast, json, os, sys, traceback
+import ast, json, linecache, os, sys, traceback
 proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 cur = {"id": None}
@@ -21,11 +21,20 @@ def send(obj):
     proto.write(json.dumps(obj) + "\n")
     proto.flush()
 class Stream:
-    def __init__(self, name): self.name = name
+    # Whole lines, as Jupyter sends them: print("a") is one "a\n" message, not two.
+    def __init__(self, name): self.name, self.buf = name, ""
     def write(self, s):
-        if s: send({"type": self.name, "text": str(s)})
+        s = str(s)
+        self.buf += s
+        nl = self.buf.rfind("\n")
+        if nl >= 0:
+            send({"type": self.name, "text": self.buf[:nl + 1]})
+            self.buf = self.buf[nl + 1:]
         return len(s)
-    def flush(self): pass
+    def flush(self):
+        if self.buf:
+            send({"type": self.name, "text": self.buf})
+            self.buf = ""
     def isatty(self): return False
     def fileno(self): return 1 if self.name == "stdout" else 2
     @property
@@ -41,20 +50,28 @@ for line in sys.stdin:
     os.environ.update(req.get("env") or {})
     count += 1
     try:
-        tree = ast.parse(req["code"], "<cell>", "exec")
+        name = "<cell-%d>" % count
+        src = req["code"]
+        # Tracebacks show the cell's lines, as in a notebook.
+        linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+        tree = ast.parse(src, name, "exec")
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, "<cell>", "exec"), ns)
+        exec(compile(tree, name, "exec"), ns)
         if last is not None:
-            value = eval(compile(last, "<cell>", "eval"), ns)
+            value = eval(compile(last, name, "eval"), ns)
             if value is not None:
                 ns["_"] = value
                 send({"type": "result", "text": repr(value), "is_main_result": True})
     except BaseException as e:
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        # Drop this driver's own frame: the traceback starts in the cell.
+        t = e.__traceback__.tb_next if e.__traceback__ and e.__traceback__.tb_frame.f_code.co_filename == "<string>" else e.__traceback__
+        tb = "".join(traceback.format_exception(type(e), e, t))
         send({"type": "error", "name": type(e).__name__, "value": str(e), "traceback": tb})
     finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
         os.environ.clear()
         os.environ.update(saved)
     send({"type": "number_of_executions", "execution_count": count})

@@ -51,6 +51,7 @@ export class Runtimes {
   /** The runtime of a running sandbox (404 unknown, 502 not running). */
   async get(id: string): Promise<SandboxRuntime> {
     const sb = await this.sandboxes.running(id)
+    await this.sandboxes.prepareOnce(sb)
     let rt = this.byId.get(id)
     if (!rt) {
       rt = new SandboxRuntime(this.ctx, sb)

@@ -200,6 +200,20 @@ export class Sandboxes {
     return {vm, meta}
   }
 
+  private readonly prepared = new Map<string, Promise<void>>()
+
+  /** A CLI VM reached through the API is prepared on first use (API and pool VMs were at boot). */
+  async prepareOnce(sb: Sandbox): Promise<void> {
+    if (sb.meta.origin !== 'cli') return
+    let p = this.prepared.get(sb.vm.id)
+    if (!p) {
+      p = this.prepare(sb.vm)
+      this.prepared.set(sb.vm.id, p)
+      p.catch(() => this.prepared.delete(sb.vm.id))
+    }
+    await p
+  }
+
   /** What every sandbox needs before the SDK talks to it: the default user's home. */
   private async prepare(vm: VmRecord): Promise<void> {
     const r = await runInGuest(this.ctx, vm, {cmd: scriptCommand('mkdir -p -- "$1" && chmod 0777 -- "$1"', [DEFAULT_HOME]), timeoutSec: 30})
