@@ -38,7 +38,7 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
     'gvisor-platform': Flags.option({
       options: ['ptrace', 'systrap'] as const,
       env: 'AGENT_GVISOR_PLATFORM',
-      summary: 'gVisor only: the platform that runs guest code (default ptrace; see bench/REPORT.md). Kept for the VM\'s life: vm start boots it the same way.',
+      summary: 'gVisor only: the platform that runs guest code (default systrap, ptrace where runsc lacks it; see bench/REPORT.md). Kept for the VM\'s life: vm start boots it the same way.',
     })(),
   }
 
