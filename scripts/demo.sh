@@ -39,3 +39,35 @@ agent vm list
 step "6/6 clean up (agent vm clean --all)"
 agent vm clean --all
 step "done"
+
+# ---------------------------------------------------------------- agent serve + the E2B SDK
+step "serve: agent serve with a warm python pool, driven by the real e2b SDK"
+serve_port="${AGENT_DEMO_SERVE_PORT:-49982}"
+export AGENT_API_KEY="${AGENT_API_KEY:-demo-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+node "$root/packages/cli/bin/run.js" serve --listen "127.0.0.1:$serve_port" --pool python=1 &
+serve_pid=$!
+trap 'kill -TERM "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null' EXIT
+for _ in $(seq 1 120); do
+  # Ready when it answers and its pool VM is booted (/health counts the warm VMs).
+  if curl -fsS "http://127.0.0.1:$serve_port/health" 2>/dev/null | grep -q '"python":1'; then break; fi
+  sleep 0.5
+done
+# shellcheck disable=SC2016 # the program is JavaScript: its ${...} are not the shell's
+E2B_API_URL="http://127.0.0.1:$serve_port" E2B_SANDBOX_URL="http://127.0.0.1:$serve_port" E2B_API_KEY="$AGENT_API_KEY" \
+  node --input-type=module -e '
+import {createRequire} from "node:module"
+const {Sandbox} = await import(createRequire(process.argv[1] + "/package.json").resolve("e2b"))
+const t0 = performance.now()
+const sbx = await Sandbox.create("python", {timeoutMs: 60_000})
+await sbx.commands.run("true")
+const ms = performance.now() - t0
+const first = await sbx.commands.run("python3 -c \"print(6 * 7)\"")
+await sbx.files.write("/home/user/hello.txt", "written through the SDK")
+console.log(`sandbox ${sbx.sandboxId}: python says ${first.stdout.trim()}, file says "${await sbx.files.read("/home/user/hello.txt")}"`)
+console.log(`create-to-first-command: ${ms.toFixed(0)} ms (warm pool)`)
+await sbx.kill()
+' "$root"
+kill -TERM "$serve_pid"
+wait "$serve_pid" || true
+trap - EXIT
+step "serve: done (server stopped, pool VM cleaned)"

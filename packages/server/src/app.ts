@@ -180,7 +180,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
 
   app.get('/health', {config: {plane: 'any'}}, async (req, reply) => {
     if (req.sandboxCall) return reply.code(204).send()
-    return {status: 'ok'}
+    return {status: 'ok', pool: d.sandboxes.poolSizes()}
   })
 
   // ------------------------------------------------------------ control plane
