@@ -31,6 +31,8 @@ describe('bad input creates nothing', () => {
     cases.push([`${runtime}: ${what}`, ['vm', 'create', '--runtime', runtime, ...args], msg])
   }
   for (const runtime of ['gvisor', 'runc']) cases.push([`${runtime}: unknown language`, ['vm', 'create', '--runtime', runtime, '--language', 'cobol'], /unknown language "cobol"/])
+  cases.push(['runc: a gVisor-only option', ['vm', 'create', '--launcher', 'runc', '--language', 'python', '--gvisor-platform', 'ptrace'], /--gvisor-platform applies to gvisor VMs, and this VM's launcher is runc/])
+  cases.push(['gvisor: an unknown platform', ['vm', 'create', '--launcher', 'gvisor', '--language', 'python', '--gvisor-platform', 'kvm-please'], /Expected --gvisor-platform=kvm-please to be one of: ptrace, systrap/])
   c('--cpu 0', ['--language', 'python', '--cpu', '0'], /--cpu must be between 0\.1 and \d+/)
   c('--cpu 4096', ['--language', 'python', '--cpu', '4096'], /--cpu must be between/)
   c('--mem -1', ['--language', 'python', '--mem', '-1'], /--mem must be between 32 MiB/)

@@ -31,6 +31,14 @@ export const GVISOR_PLATFORMS: readonly GvisorPlatform[] = ['ptrace', 'systrap']
  */
 export const DEFAULT_GVISOR_PLATFORM: GvisorPlatform = 'systrap'
 
+/** `vm create --gvisor-platform`: gVisor's own create option (AGENT_GVISOR_PLATFORM is its default). */
+export const GVISOR_PLATFORM_OPTION = {
+  launcher: 'gvisor',
+  flag: 'gvisor-platform',
+  values: GVISOR_PLATFORMS,
+  summary: `the platform that runs guest code: ${GVISOR_PLATFORMS.join(' or ')} (default ${DEFAULT_GVISOR_PLATFORM}, ptrace where runsc lacks it; AGENT_GVISOR_PLATFORM sets it too; see bench/REPORT.md). Kept for the VM's life: vm start boots it the same way.`,
+} as const
+
 /** The platform a new VM gets: the one asked for, else the default where this release has it, else ptrace. */
 export function choosePlatform(facts: GvisorFacts | undefined, asked: GvisorPlatform | undefined): GvisorPlatform {
   if (asked) return asked

@@ -6,7 +6,7 @@ import type {VmRecord} from '../state/vm-record.js'
 import {sleep, tryRun} from '../system/index.js'
 import type {Availability, LaunchContext, LauncherRefs} from './launcher.js'
 import {OciLauncher} from './oci.js'
-import {choosePlatform, DEFAULT_GVISOR_PLATFORM, GVISOR_PLATFORMS, gvisorFactsLine, type GvisorFacts, type GvisorPlatform, gvisorWarning, platformProblem, runscFacts} from './gvisor-version.js'
+import {choosePlatform, DEFAULT_GVISOR_PLATFORM, GVISOR_PLATFORM_OPTION, GVISOR_PLATFORMS, gvisorFactsLine, type GvisorFacts, type GvisorPlatform, gvisorWarning, platformProblem, runscFacts} from './gvisor-version.js'
 
 /**
  * Sentry + gofer overhead charged to the sandbox's host cgroup on top of the guest's own memory
@@ -17,7 +17,7 @@ export const GVISOR_MEMORY_OVERHEAD_MIB = 64
 /** The platform a VM boots with, recorded at create so that `vm start` boots it the same way. */
 export const PLATFORM_FILE = 'gvisor-platform'
 
-/** AGENT_GVISOR_PLATFORM (set by `vm create --gvisor-platform` too), checked; undefined when unset. */
+/** AGENT_GVISOR_PLATFORM (the default when `vm create --gvisor-platform` is not given), checked; undefined when unset. */
 export function platformFromEnv(env: NodeJS.ProcessEnv = process.env): GvisorPlatform | undefined {
   const v = env.AGENT_GVISOR_PLATFORM?.trim()
   if (!v) return undefined
@@ -99,7 +99,8 @@ export class GvisorLauncher extends OciLauncher {
 
   override async create(vm: VmRecord, ctx: LaunchContext): Promise<LauncherRefs> {
     const facts = await this.knownFacts()
-    const platform = choosePlatform(facts, platformFromEnv())
+    const asked = ctx.options?.[GVISOR_PLATFORM_OPTION.flag] as GvisorPlatform | undefined
+    const platform = choosePlatform(facts, asked ?? platformFromEnv())
     const problem = facts && platformProblem(facts, platform)
     if (problem) throw new AgentError('unavailable', problem)
     const warning = facts && gvisorWarning(facts)

@@ -29,6 +29,22 @@ export interface LaunchContext {
   persistDir?: string
   /** Called as each step starts, so a failure can say which step failed. */
   step?: (name: string) => void
+  /** Values of this launcher's own create options (LauncherOption.flag → value), as given. */
+  options?: Readonly<Record<string, string>>
+}
+
+/**
+ * A `vm create` option that only one launcher takes (`--gvisor-platform systrap`). The launcher
+ * declares it (launchers/options.ts lists them); the command turns each into a flag and the
+ * service refuses it for a VM of another launcher. Defaults from the environment are the
+ * launcher's own business.
+ */
+export interface LauncherOption {
+  launcher: LauncherName
+  /** The flag, without dashes. */
+  flag: string
+  values: readonly string[]
+  summary: string
 }
 
 /** What a launcher made, stored on the VM row so that clean can find it. */

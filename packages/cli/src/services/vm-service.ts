@@ -4,6 +4,7 @@ import {FileTypeError, fileRunArgv, type Runtime} from '@agent/runtime-kit'
 import {AgentError, conflict, errorMessage, usageError} from '../errors.js'
 import {chooseImage, ensureImage} from '../images/resolve.js'
 import {requireCapability, type ExecRequest, type ExecResult, type Launcher, type RuntimeState} from '../launchers/launcher.js'
+import {LAUNCHER_OPTIONS} from '../launchers/options.js'
 import {allLaunchers, chooseLauncher, launcher as launcherByName, unusable} from '../launchers/select.js'
 import {logger} from '../logging/logger.js'
 import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
@@ -26,6 +27,8 @@ export interface CreateOptions extends Pick<VmRecord, 'cpus' | 'memoryMib' | 'di
   name?: string
   /** A launcher name; default: the first usable (launchers/select.ts). */
   launcher?: string
+  /** That launcher's own options (launchers/options.ts), flag → value. */
+  launcherOptions?: Readonly<Record<string, string>>
 }
 
 export interface CreateResult {
@@ -58,6 +61,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
   const {launcher, reason: launcherReason} = await chooseLauncher(o.launcher)
   // Never hand out network silently where a launcher cannot switch it off.
   if (o.network === 'none') requireCapability(launcher, 'networkNone', 'usage')
+  checkLauncherOptions(launcher.name, o.launcherOptions)
   const repo = await ctx.db()
   const persistFromDir = o.persistFrom ? ctx.paths.persistDir(o.persistFrom) : undefined
   if (persistFromDir) {
@@ -87,10 +91,13 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
   })
   let step = 'preparing directories'
   // Built before the row exists: a missing guest init must not leave a half-made VM.
-  const lctx = launchContext(ctx, vm, runtime.env, (s) => {
-    step = s
-    logger().debug(`${vm.id}: ${s}`)
-  })
+  const lctx = {
+    ...launchContext(ctx, vm, runtime.env, (s) => {
+      step = s
+      logger().debug(`${vm.id}: ${s}`)
+    }),
+    options: o.launcherOptions,
+  }
   const persistDir = lctx.persistDir
   await repo.insert(vm)
   try {
@@ -118,6 +125,15 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     await repo.delete(vm.id).catch(() => undefined)
     if (err instanceof AgentError) throw new AgentError(err.kind, `vm create failed at step "${failedAt}": ${err.message}`, {hint: err.hint, cause: err})
     throw new AgentError('internal', `vm create failed at step "${failedAt}": ${errorMessage(err)}`, {cause: err})
+  }
+}
+
+/** A launcher's own option given for a VM of another launcher is a mistake, not something to ignore. */
+function checkLauncherOptions(name: string, given: Readonly<Record<string, string>> = {}): void {
+  for (const flag of Object.keys(given)) {
+    const decl = LAUNCHER_OPTIONS.find((o) => o.flag === flag)
+    if (!decl) throw usageError(`unknown launcher option --${flag}`)
+    if (decl.launcher !== name) throw usageError(`--${flag} applies to ${decl.launcher} VMs, and this VM's launcher is ${name}`, `add --launcher ${decl.launcher}, or leave out --${flag}`)
   }
 }
 

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {AgentCommand} from '../../base-command.js'
+import {LAUNCHER_OPTIONS} from '../../launchers/options.js'
 import {DEFAULT_ORDER} from '../../launchers/select.js'
 import {cpuFlag} from '../../cli/flags.js'
 import {NETWORK_MODES, LAUNCHER_NAMES, type VmRecord} from '../../state/vm-record.js'
@@ -35,19 +36,16 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
       aliases: ['runtime'],
       summary: `Launcher: ${LAUNCHER_NAMES.join(', ')}. Default: AGENT_LAUNCHER, else the first usable (agent doctor says which).`,
     })(),
-    'gvisor-platform': Flags.option({
-      options: ['ptrace', 'systrap'] as const,
-      env: 'AGENT_GVISOR_PLATFORM',
-      summary: 'gVisor only: the platform that runs guest code (default systrap, ptrace where runsc lacks it; see bench/REPORT.md). Kept for the VM\'s life: vm start boots it the same way.',
-    })(),
+    // Each launcher's own options, declared by the launcher (launchers/options.ts).
+    ...Object.fromEntries(
+      LAUNCHER_OPTIONS.map((o) => [o.flag, Flags.option({options: o.values, summary: `${o.launcher} VMs only: ${o.summary}`})()]),
+    ),
   }
 
   async run(): Promise<VmRecord> {
     const {createVm} = await import('../../services/vm-service.js')
     const {logger} = await import('../../logging/logger.js')
     const f = this.flags
-    // The gVisor launcher reads it when it creates the VM, and records it in the VM's dir.
-    if (f['gvisor-platform']) process.env.AGENT_GVISOR_PLATFORM = f['gvisor-platform']
     const {vm, launcherReason} = await createVm(await this.context(), {
       language: f.language,
       version: f.version,
@@ -61,6 +59,9 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
       persistFrom: f['persist-from'],
       name: f.name,
       launcher: f.launcher,
+      launcherOptions: Object.fromEntries(
+        LAUNCHER_OPTIONS.map((o) => [o.flag, (f as Record<string, unknown>)[o.flag]]).filter((e): e is [string, string] => typeof e[1] === 'string'),
+      ),
     })
     logger().info(`created ${vm.id} with ${vm.launcher} (${launcherReason})`)
     this.out(vm.id)
