@@ -161,6 +161,9 @@ static void kill_tree(pid_t child) {
         kill(-child, SIGKILL);
         while (waitpid(-1, NULL, WNOHANG) > 0) {
         }
+        /* With a subreaper every descendant is our child until reaped (orphans re-parent to
+           us): no child left means no descendant left, without reading /proc. */
+        if (have_subreaper && waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) return;
         /* Zombies still count (kill succeeds on them) until reaped, so 0 means truly gone. */
         if (kill_descendants(getpid(), self_start) == 0) return;
         sleep_ms(10);
@@ -180,7 +183,7 @@ static int run_exec(long timeout_s, char **argv) {
     have_subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the command itself is dumpable again after execve */
     pid_t ignored;
-    if (read_stat(getpid(), &ignored, &self_start) < 0) self_start = 0;
+    if (!have_subreaper && read_stat(getpid(), &ignored, &self_start) < 0) self_start = 0;
 
     sigset_t set, old;
     sigemptyset(&set);
@@ -290,6 +293,21 @@ static int ch_listen(const char *path, ino_t *ino) {
 
 static void ch_handle(int fd);
 
+/* The pipe to PID 1, in a spare that became a handler; -1 once PID 1 has been told. */
+static int notify_fd = -1;
+
+/* Tells PID 1 this spare is taken, so it forks the next one. Not at accept() but once the
+   request is under way (command spawned, ping answered, or 200 ms idle): waking PID 1 costs
+   a task switch, which under gVisor's ptrace platform is milliseconds on the request's path. */
+static void ch_notify(void) {
+    if (notify_fd < 0) return;
+    int32_t me = getpid();
+    if (write(notify_fd, &me, sizeof me) != sizeof me) {
+    }
+    close(notify_fd);
+    notify_fd = -1;
+}
+
 /* A spare: waits in accept(), tells PID 1 it took a connection, then serves it. Never returns. */
 static void ch_spare(int lfd, int notify_w) {
     sigset_t none;
@@ -301,10 +319,9 @@ static void ch_spare(int lfd, int notify_w) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             _exit(3);
         }
-        int32_t me = getpid();
-        if (write(notify_w, &me, sizeof me) != sizeof me) _exit(3);
-        close(lfd);
-        close(notify_w);
+        /* lfd stays open (O_CLOEXEC; it goes when we exit): under gVisor closing the
+           host-backed listening socket costs milliseconds on the way to serving. */
+        notify_fd = notify_w;
         ch_handle(c);
         _exit(0);
     }
@@ -372,15 +389,20 @@ static int run_init(const char *chan) {
                 }
             }
         }
-        struct pollfd pf[2] = {{sfd, POLLIN, 0}, {notify[0], POLLIN, 0}};
+        int need = lfd >= 0 && !spare && nh < CH_MAX_HANDLERS;
+        struct pollfd pf[3] = {{sfd, POLLIN, 0}, {notify[0], POLLIN, 0}, {need ? lfd : -1, POLLIN, 0}};
         long wait = next_check - now;
-        if (lfd >= 0 && !spare && nh < CH_MAX_HANDLERS && next_spare - now < wait) wait = next_spare - now;
+        if (need && next_spare - now < wait) wait = next_spare - now;
         if (wait < 0) wait = 0;
-        if (poll(pf, notify[0] >= 0 ? 2 : 1, lfd >= 0 ? (int)wait : -1) < 0 && errno != EINTR) sleep_ms(10);
+        if (poll(pf, notify[0] >= 0 ? 3 : 1, lfd >= 0 ? (int)wait : -1) < 0 && errno != EINTR) sleep_ms(10);
+        if (pf[2].revents & POLLIN) next_spare = 0; /* a connection waits: its spare now */
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == sizeof si) {
             if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                /* Told to stop: the channel goes first, so nothing new starts. */
                 if (chan && lfd >= 0) unlink(chan);
+                if (spare) kill(spare, SIGKILL);
+                for (int i = 0; i < nh; i++) kill(handlers[i], SIGKILL); /* their commands follow (PDEATHSIG) */
                 return 0;
             }
         }
@@ -389,9 +411,20 @@ static int run_init(const char *chan) {
             if (who != spare || spare == 0) continue;
             if (nh < CH_MAX_HANDLERS) handlers[nh++] = spare;
             spare = 0;
+            /* The next spare comes a little later, so that its fork does not compete with the
+               handler just starting; at once if a connection is already waiting (below). */
+            next_spare = now_ms() + 50;
         }
         pid_t p;
-        while ((p = waitpid(-1, NULL, WNOHANG)) > 0) {
+        int st;
+        while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+            /* A handler or spare that died of anything but SIGKILL (guest code, or our kill on a
+               rebind) crashed: say so (a few times), it is a bug. PID 1 itself carries on. */
+            static int crashes;
+            int ours = p == spare;
+            for (int i = 0; i < nh; i++) ours |= handlers[i] == p;
+            if (ours && WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL && crashes++ < 10)
+                fprintf(stderr, "agent-init: channel handler %d crashed (signal %d)\n", (int)p, WTERMSIG(st));
             if (p == spare) {
                 spare = 0; /* died before taking a connection (killed by a rebind, or failed) */
                 next_spare = now_ms() + 100;
@@ -468,6 +501,7 @@ static void ch_finish(long ms) {
 }
 
 static void ch_error(const char *msg) {
+    ch_notify();
     ch_send(T_ERROR, msg, strlen(msg));
     ch_finish(1000);
 }
@@ -570,8 +604,9 @@ static int ch_user(const char *u, uid_t *uid, gid_t *gid) {
     return found;
 }
 
-/* The command, in the child: never returns. Reports failure on stderr (fd 2), like a shell. */
-static void ch_child(struct ch_req *r, int in, int out, int err, const char *pts) {
+/* The command, in a vfork() child (it shares our memory until execve: no malloc, no stdio;
+   the user is resolved before). Never returns. Reports failure on stderr (fd 2), like a shell. */
+static void ch_child(struct ch_req *r, int in, int out, int err, const char *pts, int setuser, uid_t uid, gid_t gid) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -585,14 +620,13 @@ static void ch_child(struct ch_req *r, int in, int out, int err, const char *pts
         in = out = err = s;
     }
     dup2(in, 0), dup2(out, 1), dup2(err, 2);
-    for (int fd = 3; fd < 64; fd++) close(fd); /* CLOEXEC covers ours; be sure */
-    if (r->user) {
-        uid_t uid;
-        gid_t gid;
-        if (ch_user(r->user, &uid, &gid) < 0) {
-            dprintf(2, "agent-init: unknown user %s\n", r->user);
-            _exit(126);
-        }
+    /* Every descriptor of ours is O_CLOEXEC: execve closes them (no close loop here: under
+       gVisor closing the channel's host-backed listening socket costs milliseconds). */
+    if (setuser < 0) {
+        dprintf(2, "agent-init: unknown user %s\n", r->user);
+        _exit(126);
+    }
+    if (setuser) {
         if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
             dprintf(2, "agent-init: cannot become user %s: %s\n", r->user, strerror(errno));
             _exit(126);
@@ -608,6 +642,13 @@ static void ch_child(struct ch_req *r, int in, int out, int err, const char *pts
     int code = errno == ENOENT ? 127 : 126;
     dprintf(2, "agent-init: cannot run %s: %s\n", r->argv[0], strerror(errno));
     _exit(code);
+}
+
+/* vfork() in a frame of its own: the child runs ch_child and never returns here. */
+static __attribute__((noinline)) pid_t ch_spawn(struct ch_req *r, int in, int out, int err, const char *pts, int setuser, uid_t uid, gid_t gid) {
+    pid_t p = vfork();
+    if (p == 0) ch_child(r, in, out, err, pts, setuser, uid, gid);
+    return p;
 }
 
 static void set_nonblock(int fd) {
@@ -635,12 +676,17 @@ static void ch_run(struct ch_req *r) {
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    uid_t uid = 0;
+    gid_t gid = 0;
+    int setuser = r->user ? (ch_user(r->user, &uid, &gid) < 0 ? -1 : 1) : 0;
     long t0 = now_ms();
-    pid_t child = fork();
+    /* vfork: no copy of our address space (under gVisor that is most of a fork's cost). */
+    pid_t child = ch_spawn(r, inp[0], outp[1], errp[1], pts, setuser, uid, gid);
     if (child < 0) ch_error("exec: fork failed");
-    if (child == 0) ch_child(r, inp[0], outp[1], errp[1], pts);
+    ch_notify();
     pid_t ignored;
-    if (read_stat(child, &ignored, &self_start) < 0) self_start = 0;
+    /* Only the /proc fallback of kill_tree (no subreaper) needs the command's start time. */
+    if (!have_subreaper && read_stat(child, &ignored, &self_start) < 0) self_start = 0;
     int in_w = -1, out_r, err_r = -1;
     if (r->pty) {
         out_r = in_w = master;
@@ -736,6 +782,47 @@ static void ch_run(struct ch_req *r) {
                 sin_len = 0; /* the command closed its stdin: drop the rest */
             }
         }
+        /* The host. */
+        if (pf[isock].revents & POLLOUT && ch_flush() < 0) goto gone;
+        if (pf[isock].revents & (POLLIN | POLLHUP | POLLERR)) {
+            /* Never full here: a complete frame is consumed at once, and one frame fits. */
+            ssize_t got = recv(ch_fd, ch_in + ch_in_len, sizeof ch_in - ch_in_len, MSG_DONTWAIT);
+            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) goto gone;
+            if (got > 0) ch_in_len += (size_t)got;
+        }
+        /* Every whole frame buffered, including any that came in one read with the EXEC. */
+        while (ch_in_len >= 5) {
+            uint32_t len = get32(ch_in);
+            if (len < 1 || len > CH_MAX_FRAME + 1) { kill_tree(child); ch_error("bad frame length"); }
+            if (ch_in_len < len + 4) break;
+            int type = ch_in[4];
+            unsigned char *p = ch_in + 5;
+            size_t pn = len - 1;
+            if (type == T_STDIN && !sin_close) {
+                if (in_w >= 0 && pn) {
+                    unsigned char *b = realloc(sin, sin_len + pn);
+                    if (!b) { kill_tree(child); ch_error("out of memory"); }
+                    sin = b;
+                    memcpy(sin + sin_len, p, pn);
+                    sin_len += pn;
+                }
+            } else if (type == T_STDIN_CLOSE) {
+                if (!sin_close) sin_close = 1;
+            } else if (type == T_SIGNAL && pn == 1) {
+                int sig = p[0];
+                if (sig >= 1 && sig <= 64 && reason < 0) kill(-child, sig);
+            } else if (type == T_RESIZE && pn == 4 && master >= 0) {
+                struct winsize ws = {.ws_row = (unsigned short)(p[0] << 8 | p[1]), .ws_col = (unsigned short)(p[2] << 8 | p[3])};
+                ioctl(master, TIOCSWINSZ, &ws);
+            } else if (type == T_PING && pn <= 64) {
+                ch_send(T_PONG, p, pn);
+            } else if (type != T_STDIN) {
+                kill_tree(child);
+                ch_error("unexpected frame during exec");
+            }
+            memmove(ch_in, ch_in + len + 4, ch_in_len - (len + 4));
+            ch_in_len -= len + 4;
+        }
         if (sin_close == 1 && !sin_len && in_w >= 0) {
             if (in_owned) close(in_w), in_w = -1;
             else {
@@ -744,46 +831,6 @@ static void ch_run(struct ch_req *r) {
                 }
             }
             sin_close = 2;
-        }
-        /* The host. */
-        if (pf[isock].revents & POLLOUT && ch_flush() < 0) goto gone;
-        if (pf[isock].revents & (POLLIN | POLLHUP | POLLERR)) {
-            /* Never full here: a complete frame is consumed at once, and one frame fits. */
-            ssize_t got = recv(ch_fd, ch_in + ch_in_len, sizeof ch_in - ch_in_len, MSG_DONTWAIT);
-            if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) goto gone;
-            if (got > 0) ch_in_len += (size_t)got;
-            while (ch_in_len >= 5) {
-                uint32_t len = get32(ch_in);
-                if (len < 1 || len > CH_MAX_FRAME + 1) { kill_tree(child); ch_error("bad frame length"); }
-                if (ch_in_len < len + 4) break;
-                int type = ch_in[4];
-                unsigned char *p = ch_in + 5;
-                size_t pn = len - 1;
-                if (type == T_STDIN && !sin_close) {
-                    if (in_w < 0 || !pn) goto next;
-                    unsigned char *b = realloc(sin, sin_len + pn);
-                    if (!b) { kill_tree(child); ch_error("out of memory"); }
-                    sin = b;
-                    memcpy(sin + sin_len, p, pn);
-                    sin_len += pn;
-                } else if (type == T_STDIN_CLOSE) {
-                    if (!sin_close) sin_close = 1;
-                } else if (type == T_SIGNAL && pn == 1) {
-                    int sig = p[0];
-                    if (sig >= 1 && sig <= 64 && reason < 0) kill(-child, sig);
-                } else if (type == T_RESIZE && pn == 4 && master >= 0) {
-                    struct winsize ws = {.ws_row = (unsigned short)(p[0] << 8 | p[1]), .ws_col = (unsigned short)(p[2] << 8 | p[3])};
-                    ioctl(master, TIOCSWINSZ, &ws);
-                } else if (type == T_PING && pn <= 64) {
-                    ch_send(T_PONG, p, pn);
-                } else {
-                    kill_tree(child);
-                    ch_error("unexpected frame during exec");
-                }
-            next:
-                memmove(ch_in, ch_in + len + 4, ch_in_len - (len + 4));
-                ch_in_len -= len + 4;
-            }
         }
     }
 gone:
@@ -806,7 +853,12 @@ static int ch_read_frame(long until, size_t *pn) {
         long left = until - now_ms();
         if (left <= 0) ch_error("too slow");
         struct pollfd pf = {ch_fd, POLLIN, 0};
-        if (poll(&pf, 1, left > 1000 ? 1000 : (int)left) <= 0) continue;
+        int wait = left > 1000 ? 1000 : (int)left;
+        if (notify_fd >= 0 && wait > 200) wait = 200;
+        if (poll(&pf, 1, wait) <= 0) {
+            ch_notify(); /* a slow or idle client: do not hold up the next connection */
+            continue;
+        }
         ssize_t got = recv(ch_fd, ch_in + ch_in_len, sizeof ch_in - ch_in_len, 0);
         if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) _exit(0);
         if (got > 0) ch_in_len += (size_t)got;
@@ -823,11 +875,13 @@ static void ch_handle(int fd) {
     ch_fd = fd;
     signal(SIGPIPE, SIG_IGN);
     if (is_pid1) {
-        /* The host is outside our PID namespace, so its pid reads as 0 here. A guest process
-           (even root) connecting to the socket would show its own pid: it may not drive execs. */
+        /* Who connected. runc: the host is outside our PID namespace, so its pid reads as 0.
+           gVisor (--host-uds=create): a host connection carries the accepting process's own
+           credentials, i.e. ours. A guest process (even root) shows its own pid: refused, so
+           guest code cannot drive execs (defence in depth: the socket is also 0600 in a 0700 dir). */
         struct ucred cr;
         socklen_t cl = sizeof cr;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid != 0) ch_error("connections from inside the guest are refused");
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid != 0 && cr.pid != getpid()) ch_error("connections from inside the guest are refused");
     }
     size_t pn;
     int type = ch_read_frame(now_ms() + CH_HELLO_MS, &pn);
@@ -846,6 +900,7 @@ static void ch_handle(int fd) {
             ch_send(T_PONG, ch_in + 5, pn);
             ch_consume(pn);
             if (ch_flush() < 0) _exit(0);
+            ch_notify();
             continue;
         }
         if (type != T_EXEC) ch_error("expected exec or ping");

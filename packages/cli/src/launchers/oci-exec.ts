@@ -1,13 +1,17 @@
 /**
- * One guest command through `runsc exec` / `runc exec` and agent-init: streams, the deadline,
- * Ctrl-C, and the out-of-memory verdict from the host cgroup's counter.
+ * One guest command: over agent-init's exec channel (guest-channel.ts) when the VM has one,
+ * else through `runsc exec` / `runc exec` and `agent-init exec` (VMs booted before the channel,
+ * or a channel that does not answer). Both: streams, the deadline, Ctrl-C, and the
+ * out-of-memory verdict from the host cgroup's counter.
  */
 import {randomBytes} from 'node:crypto'
 import {constants as osConstants} from 'node:os'
-import {ExitCode, unavailable} from '../errors.js'
+import type {Readable} from 'node:stream'
+import {AgentError, errorMessage, ExitCode, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import type {VmRecord} from '../state/vm-record.js'
 import {CappedOutput, start, TailBuffer, tryRun} from '../system/index.js'
+import {ChannelError, type ChannelExit, type ChannelProcess, channelSocketPath, type GuestChannel, openChannel} from './guest-channel.js'
 import {oomKills} from './host-cgroups.js'
 import type {ExecRequest, ExecResult, LaunchContext} from './launcher.js'
 import {containerName, type OciRuntime} from './oci.js'
@@ -17,12 +21,149 @@ export const DEFAULT_MAX_CAPTURE = 1024 * 1024
 /** Host-side grace beyond the guest's own timeout before we kill the runtime exec process. */
 const HOST_GRACE_MS = 5_000
 
+/** Connect + hello must answer within this, or the runtime's exec is used instead. */
+const CHANNEL_HELLO_MS = 5_000
+
 export async function ociExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: LaunchContext, req: ExecRequest): Promise<ExecResult> {
   const started = Date.now()
+  let ch: GuestChannel | undefined
+  try {
+    ch = await openChannel(channelSocketPath(ctx.paths.vmDir(vm.id)), {timeoutMs: CHANNEL_HELLO_MS})
+  } catch (err) {
+    // Nothing ran yet, so the runtime's exec is a safe fallback.
+    logger().debug(`${vm.id}: exec channel not usable (${errorMessage(err)}); falling back to ${rt.bin} exec`)
+  }
+  if (ch) {
+    try {
+      return await channelExec(ch, rt, vm, ctx, req, started)
+    } catch (err) {
+      if (!(err instanceof ChannelError && err.stage === 'connect')) throw err
+      logger().debug(`${vm.id}: exec channel refused the request before running it (${err.message}); falling back to ${rt.bin} exec`)
+    }
+  }
+  return runtimeExec(rt, vm, root, ctx, req, started)
+}
+
+function guestEnv(vm: VmRecord, ctx: LaunchContext, req: ExecRequest): Record<string, string> {
+  return {PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: vm.id, ...ctx.env, ...req.env}
+}
+
+/**
+ * Over the channel. Timeouts and exit reasons are the guest's report; the host's own deadline
+ * (timeout + grace) and Ctrl-C close the connection, which makes agent-init kill the whole tree,
+ * as does this process dying. A channel that breaks mid-command is an error, never a re-run.
+ */
+async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: LaunchContext, req: ExecRequest, started: number): Promise<ExecResult> {
+  const timeoutSec = Math.max(1, Math.ceil(req.timeoutSec))
+  const max = req.maxCaptureBytes ?? DEFAULT_MAX_CAPTURE
+  const capture = req.output === 'capture'
+  const out = new CappedOutput(max)
+  const err = new CappedOutput(max)
+  const oomBefore = oomKills(vm.id)
+  logger().debug(`${vm.id}: exec over the channel: ${req.argv.join(' ')}`)
+  let p: ChannelProcess
+  try {
+    p = ch.exec(
+      {argv: req.argv, env: guestEnv(vm, ctx, req), cwd: req.workdir, timeoutMs: timeoutSec * 1000, stdin: Boolean(req.stdin)},
+      {
+        onStdout: (b) => {
+          if (capture) out.push(b)
+          else process.stdout.write(b)
+          req.onOutput?.('stdout', b)
+        },
+        onStderr: (b) => {
+          if (capture) err.push(b)
+          else process.stderr.write(b)
+          req.onOutput?.('stderr', b)
+        },
+      },
+    )
+  } catch (e) {
+    // The request could not be encoded (say, too large): nothing was sent.
+    ch.close()
+    throw new ChannelError('connect', errorMessage(e))
+  }
+
+  const source: Readable | undefined = req.stdin === 'inherit' ? process.stdin : req.stdin
+  const onData = (b: Buffer) => {
+    if (!p.write(b)) {
+      source?.pause()
+      void p.drain().then(() => source?.resume())
+    }
+  }
+  const onEnd = () => p.closeStdin()
+  if (source) {
+    source.on('data', onData)
+    source.once('end', onEnd)
+    source.once('error', onEnd)
+    source.resume()
+  }
+
+  let hostKilled: 'deadline' | 'abort' | undefined
+  const kill = (why: 'deadline' | 'abort') => {
+    hostKilled ??= why
+    p.abort()
+  }
+  const timer = setTimeout(() => kill('deadline'), timeoutSec * 1000 + HOST_GRACE_MS)
+  const onAbort = () => kill('abort')
+  if (req.signal?.aborted) onAbort()
+  req.signal?.addEventListener('abort', onAbort, {once: true})
+
+  let exit: ChannelExit | undefined
+  let broke: unknown
+  try {
+    exit = await p.done
+  } catch (e) {
+    broke = e
+  } finally {
+    clearTimeout(timer)
+    req.signal?.removeEventListener('abort', onAbort)
+    if (source) {
+      source.off('data', onData)
+      source.off('end', onEnd)
+      source.off('error', onEnd)
+      if (source === process.stdin) process.stdin.pause()
+    }
+  }
+
+  let exitCode: number
+  let timedOut = false
+  if (exit) {
+    exitCode = exit.reason === 'exit' ? exit.code : exit.reason === 'signal' ? 128 + exit.code : ExitCode.Timeout
+    timedOut = exit.reason === 'timeout'
+  } else if (hostKilled === 'deadline') {
+    exitCode = ExitCode.Timeout
+    timedOut = true
+  } else if (hostKilled === 'abort') {
+    exitCode = ExitCode.Interrupted
+  } else if (rt.oomKillsSandbox && oomKills(vm.id) > oomBefore) {
+    // gVisor: the host's OOM killer took the sentry, and the channel with it.
+    exitCode = ExitCode.OutOfMemory
+  } else {
+    throw new AgentError('internal', `exec in ${vm.id}: the guest's exec channel broke before reporting an exit: ${errorMessage(broke)}`, {
+      hint: 'guest code can kill or replace agent-init\'s channel; `agent vm exec` uses the runtime exec when the channel does not answer',
+    })
+  }
+  return {...finishOom(rt, vm, exitCode, timedOut, oomBefore), stdout: out.text(), stderr: err.text(), stdoutTruncated: out.truncated, stderrTruncated: err.truncated, durationMs: Date.now() - started}
+}
+
+/**
+ * OOM: the host memory cgroup's oom_kill counter (cgroup v1 memory.oom_control); the guest
+ * cannot tell it. runc: the kernel killed a guest process; it is ours when the command died of
+ * SIGKILL. runsc: gVisor has no guest OOM killer here; the host kills the sentry, i.e. the whole
+ * sandbox dies (the exec then fails). start() brings it back.
+ */
+function finishOom(rt: OciRuntime, vm: VmRecord, exitCode: number, timedOut: boolean, oomBefore: number): {exitCode: number; timedOut: boolean; oom: boolean} {
+  if (!timedOut && oomKills(vm.id) > oomBefore && (rt.spec === 'runsc' || exitCode === ExitCode.OutOfMemory)) return {exitCode: ExitCode.OutOfMemory, timedOut, oom: true}
+  return {exitCode, timedOut, oom: false}
+}
+
+/** Through `runsc exec` / `runc exec` and `agent-init exec` (the way before the channel). */
+async function runtimeExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: LaunchContext, req: ExecRequest, started: number): Promise<ExecResult> {
   const name = containerName(vm.id)
   const tag = randomBytes(6).toString('hex')
   const timeoutSec = Math.max(1, Math.ceil(req.timeoutSec))
-  const env: Record<string, string> = {PATH: DEFAULT_PATH, HOME: '/root', HOSTNAME: vm.id, ...ctx.env, ...req.env}
+  const env = guestEnv(vm, ctx, req)
   const args = [...rt.globalArgs(root), 'exec']
   if (req.workdir) args.push('--cwd', req.workdir)
   for (const [k, v] of Object.entries(env)) args.push('--env', `${k}=${v}`)
@@ -100,21 +241,9 @@ export async function ociExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: L
   if (timedOut) exitCode = ExitCode.Timeout
   else if (hostKilled === 'abort') exitCode = ExitCode.Interrupted
 
-  // OOM: the host memory cgroup's oom_kill counter (cgroup v1 memory.oom_control).
-  // runc: the kernel killed a guest process; it is ours when the command died of SIGKILL.
-  // runsc: gVisor has no guest OOM killer here; the host kills the sentry, i.e. the whole
-  // sandbox dies (runsc exec then fails with "WaitPID ... EOF"). start() brings it back.
-  let oom = false
-  if (!timedOut && oomKills(vm.id) > oomBefore) {
-    if (rt.spec === 'runsc' || exitCode === ExitCode.OutOfMemory) {
-      oom = true
-      exitCode = ExitCode.OutOfMemory
-    }
-  }
+  // OOM (see finishOom): under runsc the dying sandbox makes runsc exec fail with "WaitPID ... EOF".
   return {
-    exitCode,
-    timedOut,
-    oom,
+    ...finishOom(rt, vm, exitCode, timedOut, oomBefore),
     stdout: out.text(),
     stderr: err.text(),
     stdoutTruncated: out.truncated,
