@@ -28,6 +28,8 @@ export interface ExecCommandInput {
   all?: boolean
   concurrency?: number
   cmd?: string
+  /** The command after `--`, run without a shell. */
+  argv?: string[]
   hello?: boolean
   env?: string[]
   workdir?: string
@@ -44,7 +46,7 @@ export interface ExecCommandInput {
 export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInput, print: (s: string) => void): Promise<ExecJson[]> {
   if (!input.vm?.length && !input.all) throw usageError('say which VMs: --vm ID (repeatable) or --all')
   const env = parseEnv(input.env)
-  const base: Omit<ExecOptions, 'output'> = {cmd: input.cmd, hello: input.hello, files: input.file, env, workdir: input.workdir, timeoutSec: input.timeout, outDir: input.out}
+  const base: Omit<ExecOptions, 'output'> = {cmd: input.cmd, argv: input.argv?.length ? input.argv : undefined, hello: input.hello, files: input.file, env, workdir: input.workdir, timeoutSec: input.timeout, outDir: input.out}
   const refs = input.all ? (await listVms(ctx, {status: 'running'})).map((v) => v.id) : [...new Set(input.vm)]
   if (refs.length === 0) {
     logger().info('no running VMs: nothing to do')

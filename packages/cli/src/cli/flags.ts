@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import {usageError} from '../errors.js'
 
 /** Flags shared by the commands that act on one or many VMs. */
 export const targetFlags = {
@@ -25,4 +26,26 @@ export const execFlags = {
   timeout: Flags.integer({char: 't', min: 1, max: 86_400, default: 30, summary: 'Seconds before the command and all its children are killed (exit 124).'}),
   file: Flags.string({char: 'f', multiple: true, summary: 'Host file to copy into /in (base name kept; repeatable).'}),
   out: Flags.directory({summary: 'Copy the VM\'s /out into this host directory afterwards.'}),
+}
+
+/** What `this.parse()` of a `strict = false` command returns that commandAfterDashes needs. */
+export interface LooseParse {
+  raw: ReadonlyArray<{type: string; input: string}>
+  nonExistentFlags?: readonly string[]
+}
+
+/**
+ * The argv after `--` (`agent vm exec --vm ID -- python3 -c 'print(1)'`), in order. Commands that
+ * take one set `static strict = false`; then oclif lets unknown flags through, so they are
+ * refused here. (oclif's own `argv` is re-sorted by first occurrence in the command line, which
+ * misorders `--vm py -- echo py`; the raw tokens keep the order as typed.)
+ */
+export function commandAfterDashes(parsed: LooseParse, rawArgv: readonly string[]): string[] {
+  const unknown = parsed.nonExistentFlags ?? []
+  if (unknown.length) throw usageError(`unknown flag ${unknown[0]}`, 'see --help for the flags this command takes; the command to run goes after --')
+  const args = parsed.raw.filter((r) => r.type === 'arg').map((r) => r.input)
+  if (args.length && !rawArgv.includes('--')) {
+    throw usageError(`unexpected argument ${JSON.stringify(args[0])}`, `put the command after --, as in: --vm ID -- ${args.join(' ')}`)
+  }
+  return args
 }

@@ -281,6 +281,8 @@ function orphanRecord(id: string): VmRecord {
 export interface ExecOptions {
   /** A shell command line, run with /bin/sh -c in the guest. */
   cmd?: string
+  /** A command as an argv, run without a shell (`vm exec -- python3 -c 'print(1)'`). */
+  argv?: readonly string[]
   /** Run the runtime's hello. */
   hello?: boolean
   /** Host files copied into /in (base name only). */
@@ -298,8 +300,14 @@ export interface ExecOptions {
 }
 
 /** What to run, decided before anything touches the VM. */
-export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hello'>, fileNames: string[]): string[] {
+export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hello' | 'argv'>, fileNames: string[]): string[] {
+  const given = [o.hello && '--hello', o.cmd !== undefined && '--cmd', o.argv?.length && 'a command after --'].filter(Boolean)
+  if (given.length > 1) throw usageError(`give one of --hello, --cmd or a command after --, not ${given.join(' and ')}`)
   if (o.hello) return [...runtime.hello]
+  if (o.argv?.length) {
+    if (o.argv.some((a) => a.includes('\0'))) throw usageError('the command after -- must not contain NUL bytes')
+    return [...o.argv]
+  }
   if (o.cmd !== undefined) {
     if (o.cmd.includes('\0')) throw usageError('--cmd must not contain NUL bytes')
     return ['/bin/sh', '-c', o.cmd]
@@ -312,7 +320,7 @@ export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hell
       throw err
     }
   }
-  throw usageError('nothing to run: give --cmd, --hello, or --file with a file the runtime knows how to run')
+  throw usageError('nothing to run: give a command after --, --cmd, --hello, or --file with a file the runtime knows how to run')
 }
 
 export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o: ExecOptions): Promise<{vm: VmRecord; result: ExecResult}> {
