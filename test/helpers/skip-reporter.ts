@@ -19,11 +19,22 @@ export function ciFailsOnSkips(env: NodeJS.ProcessEnv = process.env, platform: N
   return platform === 'linux' && ci !== '' && ci !== 'false' && ci !== '0'
 }
 
+/** The first enclosing suite (or the file) whose hook failed, if any: vitest then skips its tests. */
+function failedHookOf(t: TestCase): string | undefined {
+  for (let p: TestCase['parent'] | undefined = t.parent; p; p = p.type === 'suite' ? p.parent : undefined) {
+    const errors = p.errors()
+    if (errors.length) return `${p.type === 'suite' ? `suite "${p.fullName}"` : 'the file'}: ${errors[0]?.message ?? 'error'}`.split('\n')[0]
+  }
+  return undefined
+}
+
 function reasonOf(t: TestCase): string {
   const r = t.result()
   const note = r.state === 'skipped' ? r.note : undefined
   if (note) return note
   if (t.options.mode === 'todo') return 'todo: not written yet'
+  const hook = failedHookOf(t)
+  if (hook) return `not run: a hook failed in ${hook}`.slice(0, 300)
   return 'no reason given (it.skip / describe.skip / skipIf in the source)'
 }
 

@@ -40,7 +40,9 @@ async function waitFor(check: () => boolean, ms = 30_000): Promise<boolean> {
 describe('the krunvm stand-in itself', () => {
   let xdg: string
   let host: string
-  const run = (args: string[], env: Record<string, string> = {}) => runStandin(args, {...process.env, XDG_CONFIG_HOME: xdg, ...env})
+  // Like krunvm, the stand-in refuses non-root users outside `buildah unshare`; unit tests run as anyone.
+  const asUser: Record<string, string> = process.getuid?.() !== 0 ? {BUILDAH_ISOLATION: 'chroot'} : {}
+  const run = (args: string[], env: Record<string, string> = {}) => runStandin(args, {...process.env, ...asUser, XDG_CONFIG_HOME: xdg, ...env})
   beforeEach(() => {
     xdg = mkdtempSync(join(root, 'xdg-'))
     host = mkdtempSync(join(root, 'host-'))
