@@ -158,8 +158,8 @@ describe.each([
 
   it('holds a fork bomb (pids limit) and the VM is usable afterwards', async () => {
     if (name === 'gvisor') {
-      // runsc 20221219 (ptrace) cannot cap guest processes (see gvisor.ts): the bomb's sandbox is
-      // lost, sometimes seconds after the exec returned. So use a throwaway VM and prove the
+      // gVisor holds guest processes with RLIMIT_NPROC (see gvisor.ts), not a pids cgroup, and the
+      // bomb's stub processes stay until the sandbox restarts. So use a throwaway VM and prove the
       // damage stays inside it: bounded exec time, host cgroup limits held, other VMs unharmed.
       const bomb = testVm(name, `debian-${hex()}`)
       try {
