@@ -1,3 +1,4 @@
+import {existsSync} from 'node:fs'
 import {AgentError, errorMessage, notFound, unavailable} from '../errors.js'
 import {findBinary, lastLines, tryRun} from '../system/index.js'
 import type {ImageStore} from './storage.js'
@@ -265,6 +266,21 @@ export class Buildah {
 
   async config(container: string, args: readonly string[]): Promise<void> {
     await this.check(['config', ...args, container], `configuring ${container}`)
+  }
+
+  /**
+   * The directory holding a container's own layer (its writable diff) in the overlay storage
+   * driver: `<graphroot>/overlay/<layer>/diff`, next to the `merged` dir that `buildah mount`
+   * prints. The container is left unmounted. Throws `unavailable` for another storage driver.
+   */
+  async layerDiffDir(container: string): Promise<string> {
+    const merged = await this.mount(container)
+    await this.umount(container)
+    const diff = merged.replace(/\/merged$/, '/diff')
+    if (diff === merged || !existsSync(diff)) {
+      throw unavailable(`cannot find the layer directory of ${container} (buildah mounted it at ${merged}): the image store does not use the overlay driver`, 'use the overlay storage driver (agent\'s own image store does)')
+    }
+    return diff
   }
 
   async commit(container: string, tag: string): Promise<void> {

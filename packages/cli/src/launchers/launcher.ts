@@ -87,6 +87,57 @@ export interface ExecResult {
 
 export type RuntimeState = 'running' | 'stopped' | 'missing'
 
+/**
+ * What a VM uses now, as far as its launcher can tell (`vm inspect`). A field the launcher cannot
+ * read is absent, and `unknown` says which and why.
+ */
+export interface VmUsage {
+  /** Memory charged to the sandbox now, and its peak (host cgroup: the guest plus the runtime's own). */
+  memoryBytes?: number
+  memoryPeakBytes?: number
+  /** The sandbox's host memory limit. */
+  memoryLimitBytes?: number
+  /** CPU time used since boot, in seconds. */
+  cpuSeconds?: number
+  /** Processes or threads counted against the sandbox's pids limit. */
+  pids?: number
+  /** Used and total bytes of the VM's --disk. */
+  diskUsedBytes?: number
+  diskTotalBytes?: number
+  /** When the running sandbox was booted (ISO time). */
+  startedAt?: string
+  /** What could not be read, and why: `{field: why}`. */
+  unknown: Record<string, string>
+}
+
+/**
+ * The host side of a guest path of a VM that is not running: '/' is its root filesystem, the
+ * others are mounted over it in the guest (/out, /tmp, /in, /persist). These are guest-owned
+ * trees: a reader must resolve every guest path inside them without following a link on the
+ * host (services/vm-copy.ts does).
+ */
+export interface GuestMount {
+  /** Absolute guest path: '/', '/out', ... */
+  guest: string
+  host: string
+  readOnly: boolean
+}
+
+export interface SnapshotRequest {
+  /** The image reference to commit to (checked already). */
+  tag: string
+  /** OCI labels for the image. */
+  labels: Readonly<Record<string, string>>
+}
+
+export interface SnapshotResult {
+  image: string
+  /** The image id buildah gave it. */
+  id: string
+  /** How the VM was held still: paused (and resumed) while running, or it was not running. */
+  held: 'paused' | 'not running'
+}
+
 /** Why a launcher cannot do something, and what the user can do instead. */
 export interface Unsupported {
   why: string
@@ -155,6 +206,19 @@ export interface Launcher {
   remove(vm: VmRecord, ctx: LaunchContext): Promise<void>
   /** The runtime's view of each VM, in one call where the runtime allows. */
   status(vms: readonly VmRecord[], ctx: Pick<LaunchContext, 'paths'>): Promise<Map<string, RuntimeState>>
+  /** What the VM uses now (cgroup counters, disk), as far as this launcher can tell; never throws for a missing counter. */
+  usage(vm: VmRecord, ctx: LaunchContext): Promise<VmUsage>
+  /**
+   * The host view of a stopped VM's files, mounted if need be, for `vm cp` when no guest runs to
+   * do it. Throws `unavailable` with the launcher's reason when it has no such view.
+   */
+  stoppedFiles(vm: VmRecord, ctx: LaunchContext): Promise<GuestMount[]>
+  /**
+   * Commits the VM's current filesystem (its changes on its image) to a local image. A running VM
+   * is held still for a consistent copy and keeps running after. Throws `unavailable` with the
+   * launcher's reason when it cannot.
+   */
+  snapshot(vm: VmRecord, ctx: LaunchContext, req: SnapshotRequest): Promise<SnapshotResult>
 }
 
 /** Throws the launcher's own explanation when it lacks a capability a request needs. */

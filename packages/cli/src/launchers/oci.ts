@@ -16,11 +16,14 @@ import {Buildah} from '../images/buildah.js'
 import {imageStore} from '../images/storage.js'
 import {logger} from '../logging/logger.js'
 import type {LauncherName, VmRecord} from '../state/vm-record.js'
-import {lastLines, sleep, tryRun} from '../system/index.js'
-import {diskLayout, ensureDisk, ensureRootfs, mountsUnder, releaseDisk} from './disk.js'
+import {lastLines, run, sleep, tryRun} from '../system/index.js'
+import {diskLayout, ensureDisk, ensureRootfs, isMounted, mountsUnder, releaseDisk} from './disk.js'
 import {checkBinary, checkCgroups} from './host-checks.js'
 import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
-import type {Availability, ExecRequest, ExecResult, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState} from './launcher.js'
+import type {
+  Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotRequest, SnapshotResult, VmUsage,
+} from './launcher.js'
+import {cgroupUsage, diskUsage} from './oci-usage.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
 import {channelHostDir, channelSocketPath} from './guest-channel.js'
 import {ociExec} from './oci-exec.js'
@@ -264,7 +267,8 @@ export class OciLauncher implements Launcher {
     const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {timeoutMs: 30_000})
     if (res.exitCode === 0) {
       const rows = (JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status: string}>
-      for (const r of rows) if (r.status === 'running') running.add(r.id)
+      // A paused sandbox (held still for a snapshot) is alive.
+      for (const r of rows) if (r.status === 'running' || r.status === 'paused') running.add(r.id)
     } else if (existsSync(root)) {
       // An unanswered list is not "nothing runs": the caller must keep the rows as they are.
       throw unavailable(`cannot ask ${this.runtime.bin} which VMs run: ${lastLines(res.all, 1) || `exit ${res.exitCode}`}`, this.runtime.fix)
@@ -275,6 +279,102 @@ export class OciLauncher implements Launcher {
       else out.set(vm.id, 'missing')
     }
     return out
+  }
+
+  // ---------------------------------------------------------------- inspect, files, snapshot
+
+  async usage(vm: VmRecord, ctx: LaunchContext): Promise<VmUsage> {
+    const name = containerName(vm.id)
+    const root = this.root(ctx.paths)
+    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {timeoutMs: 30_000})
+    let row: {status?: string; created?: string} | undefined
+    if (res.exitCode === 0) row = ((JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status?: string; created?: string}>).find((r) => r.id === name)
+    const running = row?.status === 'running' || row?.status === 'paused'
+    const u = cgroupUsage(vm.id, running)
+    if (running && row?.created) u.startedAt = new Date(row.created).toISOString()
+    else u.unknown.startedAt = res.exitCode === 0 ? 'the VM is not running' : `${this.runtime.bin} list failed: ${lastLines(res.all, 1)}`
+    diskUsage(ctx.paths.vmDir(vm.id), u)
+    return u
+  }
+
+  /** The overlay root filesystem and the guest's other mounts, as the bundle sets them up (prepare). */
+  async stoppedFiles(vm: VmRecord, ctx: LaunchContext): Promise<GuestMount[]> {
+    const name = containerName(vm.id)
+    if ((await this.containerState(ctx.paths, name)) === 'running') throw new AgentError('conflict', `VM ${vm.id} is running: its files are reached through the guest`)
+    const vmDir = ctx.paths.vmDir(vm.id)
+    if (!existsSync(diskLayout(vmDir).image)) throw new AgentError('conflict', `VM ${vm.id} has no disk (${diskLayout(vmDir).image} is missing)`, {hint: `clean it with \`agent vm clean ${vm.id}\``})
+    // stop() keeps disk and overlay mounted; after a host reboot they are mounted again here.
+    const d = await ensureDisk(vmDir, vm.diskMib)
+    if (!isMounted(d.rootfs)) {
+      const buildah = this.buildah(ctx.paths)
+      if (!(await buildah.containerExists(name))) throw new AgentError('conflict', `VM ${vm.id} has lost its working container ${name}`, {hint: `clean it with \`agent vm clean ${vm.id}\``})
+      await ensureRootfs(d, await buildah.mount(name))
+    }
+    const mounts: GuestMount[] = [
+      {guest: '/', host: d.rootfs, readOnly: false},
+      {guest: '/out', host: d.out, readOnly: false},
+      {guest: '/tmp', host: d.tmp, readOnly: false},
+      {guest: '/in', host: ctx.paths.inDir(vm.id), readOnly: true},
+    ]
+    if (ctx.persistDir) mounts.push({guest: '/persist', host: ctx.persistDir, readOnly: false})
+    return mounts
+  }
+
+  /**
+   * The VM's changes are its overlay's upper dir, which is the overlay storage driver's own layer
+   * format (whiteouts as 0/0 character devices, opaque dirs by xattr). So a working container is
+   * made from the VM's image, the upper dir copied into that container's (empty, fresh) layer
+   * dir, and the container committed: the image's layers are shared, the VM's changes are one
+   * layer on top. `cp -a` copies the guest's links as links into a directory nobody else writes,
+   * so no guest path is followed on the host. A running VM is synced and paused for the copy,
+   * then resumed.
+   */
+  async snapshot(vm: VmRecord, ctx: LaunchContext, req: SnapshotRequest): Promise<SnapshotResult> {
+    const {paths} = ctx
+    const root = this.root(paths)
+    const name = containerName(vm.id)
+    const d = diskLayout(paths.vmDir(vm.id))
+    if (!isMounted(d.mount)) await this.stoppedFiles(vm, ctx)
+    const buildah = this.buildah(paths)
+    const work = `agent-snap-${vm.id}-${Date.now().toString(36)}`
+    ctx.step?.('working container')
+    await buildah.from(vm.image, work)
+    let paused = false
+    let wasRunning = false
+    try {
+      const diff = await buildah.layerDiffDir(work)
+      if ((await this.containerState(paths, name)) === 'running') {
+        wasRunning = true
+        ctx.step?.('pause')
+        // gVisor may hold written data in the sentry until sync; then nothing runs during the copy.
+        await this.exec(vm, ctx, {argv: ['sync'], timeoutSec: 30, output: 'capture', maxCaptureBytes: 4096}).catch((e) => logger().debug(`${vm.id}: sync before snapshot: ${errorMessage(e)}`))
+        const p = await this.rt(root, ['pause', name])
+        if (p.exitCode !== 0) throw new AgentError('internal', `cannot pause ${name} for a consistent snapshot: ${lastLines(p.all, 1)}`)
+        paused = true
+      }
+      ctx.step?.('copy changes')
+      await run('cp', ['-a', '--', `${d.upper}/.`, `${diff}/`], {what: `copying ${vm.id}'s changes`, timeoutMs: 600_000})
+      if (paused) {
+        await this.resume(root, name)
+        paused = false
+      }
+      ctx.step?.('commit')
+      const labels = Object.entries(req.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`])
+      if (labels.length) await buildah.config(work, labels)
+      await buildah.commit(work, req.tag)
+    } catch (err) {
+      await buildah.rm(work).catch(() => undefined)
+      throw err
+    } finally {
+      if (paused) await this.resume(root, name)
+    }
+    const id = (await buildah.imageId(req.tag)) ?? ''
+    return {image: req.tag, id, held: wasRunning ? 'paused' : 'not running'}
+  }
+
+  private async resume(root: string, name: string): Promise<void> {
+    const r = await this.rt(root, ['resume', name])
+    if (r.exitCode !== 0) throw new AgentError('internal', `could not resume ${name} after the snapshot: ${lastLines(r.all, 1)}`, {hint: `${this.runtime.bin} --root ${root} resume ${name}`})
   }
 
   // ---------------------------------------------------------------- exec

@@ -55,6 +55,9 @@ function brokenLauncher(name: LauncherName, reason: string): Launcher {
     stop: no,
     remove: no,
     status: no,
+    usage: async () => ({unknown: {all: reason}}),
+    stoppedFiles: no,
+    snapshot: no,
   }
 }
 

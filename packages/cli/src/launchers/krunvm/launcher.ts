@@ -20,7 +20,7 @@ import {imageStore} from '../../images/storage.js'
 import type {VmRecord} from '../../state/vm-record.js'
 import {missingBinary, tryRun} from '../../system/index.js'
 import type {
-  Availability, ExecRequest, ExecResult, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, Unsupported,
+  Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotResult, Unsupported, VmUsage,
 } from '../launcher.js'
 import {createArgv, krunvmName, startArgv} from './argv.js'
 import {krunvmFailure, looksLikeKrunvmFailure} from './failure.js'
@@ -278,6 +278,22 @@ export class KrunvmLauncher implements Launcher {
       if (markerHost) rmSync(markerHost, {force: true})
       releaseLock(vmDir, lock.token)
     }
+  }
+
+  // ---------------------------------------------------------------- inspect, files, snapshot
+
+  /** No resident VM: each command boots its own microVM, so there are no counters between commands. */
+  async usage(): Promise<VmUsage> {
+    const why = 'krunvm keeps no VM running between commands (each command boots its own microVM), so there is nothing to measure'
+    return {unknown: Object.fromEntries(['memoryBytes', 'cpuSeconds', 'pids', 'diskUsedBytes', 'startedAt'].map((k) => [k, why]))}
+  }
+
+  async stoppedFiles(vm: VmRecord): Promise<GuestMount[]> {
+    throw unavailable(`VM ${vm.id} (krunvm) keeps its root filesystem inside krunvm, which agent does not open from the host`, `start it (\`agent vm start ${vm.id}\`) and copy while it runs`)
+  }
+
+  async snapshot(vm: VmRecord): Promise<SnapshotResult> {
+    throw unavailable(`VM ${vm.id} (krunvm): krunvm cannot commit a VM's filesystem to an image`, 'create the VM with --launcher gvisor or runc to snapshot it')
   }
 
   // ---------------------------------------------------------------- host-side files
