@@ -497,6 +497,16 @@ static void ch_finish(long ms) {
         poll(&pf, 1, 100);
     }
     shutdown(ch_fd, SHUT_WR);
+    /* Wait for the host to close, discarding what it still sends (a STDIN_CLOSE in flight):
+       closing with unread data would reset the connection, and the host could lose the report. */
+    static unsigned char sink[4096];
+    until = now_ms() + 2000;
+    for (long left; (left = until - now_ms()) > 0;) {
+        struct pollfd pf = {ch_fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)left) <= 0) break;
+        ssize_t got = recv(ch_fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) break;
+    }
     _exit(0);
 }
 

@@ -8,6 +8,7 @@
 //   BENCH_COLD_IMAGES=1   also time cold image builds in a private store (adds ~5 min or more)
 //   BENCH_ONLY=a,b        only these sections: startup, images, create, exec, breakdown, fanout, platforms
 //                         (BENCH_ONLY=platforms also splices its table into bench/REPORT.md)
+//                         channel: the exec channel (issue 14); BENCH_ONLY=channel splices its table likewise
 //   BENCH_QUICK=1         tiny N everywhere (a smoke test of the harness, not a measurement)
 //   BENCH_FANOUT_RUNTIME  gvisor (default) or runc for the fan-out VMs
 //   BENCH_BUDGET_S        time budget in seconds (default 540); the fan-out shrinks to respect it
@@ -339,6 +340,7 @@ const result = {
   notes: [],
   coldImages: null,
   platforms: null,
+  channel: null,
   totalS: null,
 }
 const add = (f) => {
@@ -372,6 +374,7 @@ async function main() {
   if (want('fanout')) await fanout()
   if (want('exec') || want('breakdown')) await execAndHello(languages)
   if (want('platforms')) await platforms()
+  if (want('channel')) await channel()
 }
 
 // ---- 1. CLI start-up
@@ -749,6 +752,133 @@ async function platforms() {
   for (const r of result.platforms.rows) log(`platforms: ${r.name}: ptrace ${r.ptrace?.median} / systrap ${r.systrap?.median} / runc ${r.runc?.median} ${r.unit} (systrap/ptrace ${r.ratio}x)`)
 }
 
+// ---- 7. The exec channel (issue 14): agent-init's socket against the runtime's own exec, in
+// the same VMs and the same run. The host side is the CLI's own module (dist/…/guest-channel.js).
+// In-guest rows are timed inside the guest (date +%s%N around a loop), the floor no exec can beat.
+const CHANNEL_N = QUICK ? {ping: 20, exec: 4, inGuest: 2, cli: 3, concurrent: 2} : {ping: 200, exec: 20, inGuest: 5, cli: 10, concurrent: 5}
+const IN_GUEST_LOOPS = {'/bin/true': 100, 'bash -l -c true': 30}
+const inGuestLoop = (cmd, loops) => `s=$(date +%s%N); i=0; while [ $i -lt ${loops} ]; do ${cmd}; i=$((i+1)); done; e=$(date +%s%N); echo $(( (e - s) / 1000 ))`
+
+async function channel() {
+  const mod = await import(pathToFileURL(join(CLI_DIR, 'dist', 'launchers', 'guest-channel.js')).href)
+  const load = [{at: 'start', loadavg: loadNow()}]
+  const ids = {}
+  for (const l of LAUNCHERS) ids[l] = (await createVm('python', l, ['--mem', '256'])).id
+  const out = {launchers: {}, load}
+  for (const l of LAUNCHERS) {
+    const id = ids[l]
+    const sock = mod.channelSocketPath(join(STATE, 'vms', id))
+    /** One command on a connection; returns the exit report and stdout. */
+    const onChannel = async (c, argv) => {
+      let stdout = ''
+      const e = await c.exec({argv, timeoutMs: 120_000}, {onStdout: (b) => (stdout += b)}).done
+      if (e.reason !== 'exit' || e.code !== 0) throw new Error(`${argv.join(' ')} in ${id}: ${JSON.stringify(e)}`)
+      return {e, stdout}
+    }
+    const fresh = async (argv) => {
+      const t0 = now()
+      const r = await onChannel(await mod.openChannel(sock), argv)
+      return {ms: now() - t0, guestMs: r.e.guestMs}
+    }
+    log(`channel ${l}: ping round trip on an open connection (N=${CHANNEL_N.ping})`)
+    const c = await mod.openChannel(sock)
+    for (let i = 0; i < 10; i++) await c.ping()
+    const pings = []
+    for (let i = 0; i < CHANNEL_N.ping; i++) pings.push(await c.ping())
+    c.close()
+    const rows = {ping: stats(pings)}
+    for (const [label, argv] of [
+      ['/bin/true', ['/bin/true']],
+      ['bash -l -c true', ['/bin/bash', '-l', '-c', 'true']],
+    ]) {
+      log(`channel ${l}: ${label}: over the channel (new connection; ready connection), agent-init's own fork-to-reap, raw ${RUNTIME_BIN[l]} exec, in the guest`)
+      const guest = []
+      const [viaFresh, viaReady, raw] = await measure(
+        [
+          async () => {
+            const r = await fresh(argv)
+            guest.push(r.guestMs)
+            return r.ms
+          },
+          async () => {
+            const ready = await mod.openChannel(sock) // an API server keeps one ready
+            const t0 = now()
+            await onChannel(ready, argv)
+            return now() - t0
+          },
+          async () => (await rawExec(l, id, argv)).ms,
+        ],
+        {n: CHANNEL_N.exec, warmup: 2},
+      )
+      const loops = IN_GUEST_LOOPS[label]
+      const inGuest = []
+      for (let i = 0; i < CHANNEL_N.inGuest; i++) {
+        const {stdout} = await onChannel(await mod.openChannel(sock), ['/bin/sh', '-c', inGuestLoop(label, loops)])
+        inGuest.push(Number(stdout.trim()) / loops / 1000)
+      }
+      rows[label] = {fresh: viaFresh, ready: viaReady, agentInit: stats(guest.slice(2)), raw, inGuest: stats(inGuest)} // not the 2 warm-ups
+    }
+    log(`channel ${l}: agent vm exec --cmd true, over the channel and with AGENT_EXEC_CHANNEL=off (${RUNTIME_BIN[l]} exec), interleaved`)
+    const [cliChannel, cliRuntime] = await measure(
+      [async () => (await agent(['vm', 'exec', '--vm', id, '--cmd', 'true'])).ms, async () => (await agent(['vm', 'exec', '--vm', id, '--cmd', 'true'], {env: {AGENT_EXEC_CHANNEL: 'off'}})).ms],
+      {n: CHANNEL_N.cli, warmup: 1},
+    )
+    log(`channel ${l}: 16 concurrent execs of /bin/true, each on its own connection`)
+    const conc = []
+    let errors = 0
+    for (let i = 0; i < CHANNEL_N.concurrent; i++) {
+      const t0 = now()
+      const rs = await Promise.allSettled(Array.from({length: 16}, () => fresh(['/bin/true'])))
+      conc.push(now() - t0)
+      errors += rs.filter((r) => r.status === 'rejected').length
+    }
+    rows.cli = {channel: cliChannel, runtime: cliRuntime}
+    rows.concurrent = {total: stats(conc), errors, bound: round((2 * rows['/bin/true'].fresh.median * 16) / result.host.nproc)}
+    out.launchers[l] = rows
+    load.push({at: `after ${l}`, loadavg: loadNow()})
+    await cleanVm(id)
+    const t = rows['/bin/true']
+    log(`channel ${l}: ping ${rows.ping.median} ms; /bin/true ${t.fresh.median} ms (ready ${t.ready.median}, in guest ${t.inGuest.median}, raw ${t.raw.median}); vm exec ${cliChannel.median} vs ${cliRuntime.median} ms; 16 at once ${rows.concurrent.total.median} ms (bound ${rows.concurrent.bound}), ${errors} errors`)
+  }
+  result.channel = out
+}
+
+function channelSection() {
+  const ch = result.channel
+  if (!ch) return []
+  const cell = (st) => (st ? `${st.median} (${st.min}–${st.max})` : '—')
+  const L = LAUNCHERS.filter((l) => ch.launchers[l])
+  const row = (name, pick) => `| ${name} | ${L.map((l) => cell(pick(ch.launchers[l]))).join(' | ')} |`
+  const lines = [
+    '## The exec channel (issue 14)',
+    '',
+    `${result.host.runsc}, ${result.host.runc.split('\n')[0]}, ${result.host.nproc} cores. Milliseconds, median (min–max). The host side is agent's own client (packages/cli/src/launchers/guest-channel.ts); "new connection" includes connect and hello, "ready connection" is a connection opened beforehand (as an API server keeps one). In-guest rows are timed inside the guest around a loop: the guest's own cost, the floor. agent-init's own row is the fork-to-reap time it reports in its exit frame (1 ms resolution). Raw rows are \`runsc|runc --root <agent's root> exec <container> …\` from node, in the same VM.`,
+    '',
+    `| figure | ${L.join(' | ')} |`,
+    `|---|${L.map(() => '---:').join('|')}|`,
+    row('ping round trip, open connection', (r) => r.ping),
+  ]
+  for (const label of ['/bin/true', 'bash -l -c true']) {
+    lines.push(
+      row(`\`${label}\` over the channel, new connection`, (r) => r[label]?.fresh),
+      row(`\`${label}\` over the channel, ready connection`, (r) => r[label]?.ready),
+      row(`\`${label}\`: agent-init's fork-to-reap`, (r) => r[label]?.agentInit),
+      row(`\`${label}\` timed inside the guest (shell loop), per call`, (r) => r[label]?.inGuest),
+      row(`\`${label}\` raw runtime exec`, (r) => r[label]?.raw),
+    )
+  }
+  lines.push(
+    row("`agent vm exec --cmd true` end to end, channel", (r) => r.cli?.channel),
+    row("`agent vm exec --cmd true` end to end, runtime exec (AGENT_EXEC_CHANNEL=off)", (r) => r.cli?.runtime),
+    row('16 concurrent `/bin/true` execs, total', (r) => r.concurrent?.total),
+    `| 16 concurrent: errors; bound 2 × one exec × 16 / cores | ${L.map((l) => `${ch.launchers[l].concurrent.errors}; ${ch.launchers[l].concurrent.bound}`).join(' | ')} |`,
+    '',
+    `Machine load (1/5/15-minute load average) during the section: ${ch.load.map((x) => `${x.at} ${x.loadavg.join('/')}`).join('; ')}.`,
+    '',
+  )
+  return lines
+}
+
 function platformsSection() {
   const pl = result.platforms
   if (!pl) return []
@@ -854,6 +984,7 @@ function renderReport() {
     }
   }
   lines.push('<!-- platforms:start -->', ...platformsSection(), '<!-- platforms:end -->', '')
+  if (result.channel) lines.push('<!-- channel:start -->', ...channelSection(), '<!-- channel:end -->', '')
   lines.push(...suggestions())
   if (result.notes.length) {
     lines.push('## Notes')
@@ -949,6 +1080,17 @@ function writeOutputs() {
     const j = text.indexOf(end)
     if (i >= 0 && j > i) writeFileSync(readme, text.slice(0, i + start.length) + '\n' + readmeSection() + '\n' + text.slice(j))
     else log('README has no bench markers: not updated')
+  } else if (result.channel && !result.platforms && !result.options.quick && !result.failed) {
+    // BENCH_ONLY=channel: only the exec channel table of bench/REPORT.md is replaced.
+    const report = join(ROOT, 'bench', 'REPORT.md')
+    const text = existsSync(report) ? readFileSync(report, 'utf8') : ''
+    const start = '<!-- channel:start -->'
+    const end = '<!-- channel:end -->'
+    const section = [start, ...channelSection(), end].join('\n')
+    const i = text.indexOf(start)
+    const j = text.indexOf(end)
+    writeFileSync(report, i >= 0 && j > i ? text.slice(0, i) + section + text.slice(j + end.length) : text.trimEnd() + '\n\n' + section + '\n')
+    log('partial run: only the exec channel table of bench/REPORT.md updated')
   } else if (result.platforms && !result.options.quick && !result.failed) {
     // BENCH_ONLY=platforms: only the platform table of bench/REPORT.md is replaced.
     const report = join(ROOT, 'bench', 'REPORT.md')

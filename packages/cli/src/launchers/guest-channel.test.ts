@@ -188,7 +188,8 @@ describe('exec channel: agent-init as a plain process', () => {
   })
 
   it('16 concurrent execs are independent', async () => {
-    const rs = await Promise.all(Array.from({length: 16}, (_, i) => runCmd(['/bin/sh', '-c', `echo ${i}; exit ${i}`])))
+    // With stdin closed as the command exits (the CLI's case): the report must never be lost.
+    const rs = await Promise.all(Array.from({length: 16}, (_, i) => runCmd(['/bin/sh', '-c', `echo ${i}; exit ${i}`], {stdin: ''})))
     rs.forEach((r, i) => {
       expect(r.exit).toMatchObject({reason: 'exit', code: i})
       expect(r.stdout).toBe(`${i}\n`)

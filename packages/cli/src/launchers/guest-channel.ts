@@ -174,6 +174,9 @@ export interface ChannelProcess {
   closeStdin(): void
   signal(sig: number): void
   resize(rows: number, cols: number): void
+  /** Stops reading the guest (our consumer is full); agent-init then stops reading the command. */
+  pause(): void
+  resume(): void
   /** Drops the connection: agent-init kills the command's whole tree. */
   abort(): void
 }
@@ -363,6 +366,8 @@ export class GuestChannel {
         b.writeUInt16BE(cols & 0xffff, 2)
         send(T.RESIZE, b)
       },
+      pause: () => void this.sock.pause(),
+      resume: () => void this.sock.resume(),
       abort: () => this.close(),
     }
   }

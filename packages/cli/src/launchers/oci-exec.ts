@@ -27,11 +27,16 @@ const CHANNEL_HELLO_MS = 5_000
 export async function ociExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: LaunchContext, req: ExecRequest): Promise<ExecResult> {
   const started = Date.now()
   let ch: GuestChannel | undefined
-  try {
-    ch = await openChannel(channelSocketPath(ctx.paths.vmDir(vm.id)), {timeoutMs: CHANNEL_HELLO_MS})
-  } catch (err) {
-    // Nothing ran yet, so the runtime's exec is a safe fallback.
-    logger().debug(`${vm.id}: exec channel not usable (${errorMessage(err)}); falling back to ${rt.bin} exec`)
+  if (process.env.AGENT_EXEC_CHANNEL === 'off') {
+    // For comparison (npm run bench) and as an escape hatch.
+    logger().debug(`${vm.id}: AGENT_EXEC_CHANNEL=off; using ${rt.bin} exec`)
+  } else {
+    try {
+      ch = await openChannel(channelSocketPath(ctx.paths.vmDir(vm.id)), {timeoutMs: CHANNEL_HELLO_MS})
+    } catch (err) {
+      // Nothing ran yet, so the runtime's exec is a safe fallback.
+      logger().debug(`${vm.id}: exec channel not usable (${errorMessage(err)}); falling back to ${rt.bin} exec`)
+    }
   }
   if (ch) {
     try {
@@ -62,18 +67,27 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   const oomBefore = oomKills(vm.id)
   logger().debug(`${vm.id}: exec over the channel: ${req.argv.join(' ')}`)
   let p: ChannelProcess
+  // Our stdout is full (a slow reader): stop reading the guest until it drains, so memory stays
+  // bounded and agent-init in turn stops reading the command (it blocks on its pipe).
+  let paused = 0
+  const wait = (w: NodeJS.WriteStream) => {
+    if (paused++ === 0) p.pause()
+    w.once('drain', () => {
+      if (--paused === 0) p.resume()
+    })
+  }
   try {
     p = ch.exec(
       {argv: req.argv, env: guestEnv(vm, ctx, req), cwd: req.workdir, timeoutMs: timeoutSec * 1000, stdin: Boolean(req.stdin)},
       {
         onStdout: (b) => {
           if (capture) out.push(b)
-          else process.stdout.write(b)
+          else if (!process.stdout.write(b)) wait(process.stdout)
           req.onOutput?.('stdout', b)
         },
         onStderr: (b) => {
           if (capture) err.push(b)
-          else process.stderr.write(b)
+          else if (!process.stderr.write(b)) wait(process.stderr)
           req.onOutput?.('stderr', b)
         },
       },
