@@ -88,3 +88,21 @@ export function diskUsage(vmDir: string, u: VmUsage): void {
     u.unknown.diskUsedBytes = `cannot statfs ${d.mount}: ${errorMessage(err)}`
   }
 }
+
+/**
+ * When a process started, from /proc/<pid>/stat's start time (clock ticks after boot, USER_HZ =
+ * 100 on Linux) and /proc/stat's boot time: for runtimes whose `list` gives no creation time.
+ */
+export function processStartedAt(pid: number, proc = '/proc'): string | undefined {
+  try {
+    const stat = readFileSync(join(proc, String(pid), 'stat'), 'utf8')
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ticks = Number(fields[19])
+    const btime = Number(/^btime (\d+)/m.exec(readFileSync(join(proc, 'stat'), 'utf8'))?.[1])
+    if (!Number.isFinite(ticks) || !Number.isFinite(btime)) return undefined
+    return new Date((btime + ticks / 100) * 1000).toISOString()
+  } catch {
+    return undefined
+  }
+}

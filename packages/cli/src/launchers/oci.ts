@@ -23,7 +23,7 @@ import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
 import type {
   Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotRequest, SnapshotResult, VmUsage,
 } from './launcher.js'
-import {cgroupUsage, diskUsage} from './oci-usage.js'
+import {cgroupUsage, diskUsage, processStartedAt} from './oci-usage.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
 import {channelHostDir, channelSocketPath} from './guest-channel.js'
 import {ociExec} from './oci-exec.js'
@@ -287,11 +287,14 @@ export class OciLauncher implements Launcher {
     const name = containerName(vm.id)
     const root = this.root(ctx.paths)
     const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {timeoutMs: 30_000})
-    let row: {status?: string; created?: string} | undefined
-    if (res.exitCode === 0) row = ((JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status?: string; created?: string}>).find((r) => r.id === name)
+    let row: {status?: string; created?: string; pid?: number} | undefined
+    if (res.exitCode === 0) row = ((JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status?: string; created?: string; pid?: number}>).find((r) => r.id === name)
     const running = row?.status === 'running' || row?.status === 'paused'
     const u = cgroupUsage(vm.id, running)
-    if (running && row?.created) u.startedAt = new Date(row.created).toISOString()
+    // runc's list says when; runsc's does not, so its sandbox process says.
+    const startedAt = row?.created ? new Date(row.created).toISOString() : row?.pid ? processStartedAt(row.pid) : undefined
+    if (running && startedAt) u.startedAt = startedAt
+    else if (running) u.unknown.startedAt = `${this.runtime.bin} list gives no creation time or pid`
     else u.unknown.startedAt = res.exitCode === 0 ? 'the VM is not running' : `${this.runtime.bin} list failed: ${lastLines(res.all, 1)}`
     diskUsage(ctx.paths.vmDir(vm.id), u)
     return u
