@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-packages=(buildah runc crun skopeo umoci debootstrap slirp4netns passt iproute2 uidmap
+packages=(buildah runc crun skopeo umoci debootstrap slirp4netns passt iproute2 nftables dnsmasq-base uidmap
   fuse-overlayfs e2fsprogs mount util-linux procps psmisc gcc libc6-dev shellcheck ca-certificates)
 missing=()
 for p in "${packages[@]}"; do

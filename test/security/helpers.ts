@@ -310,14 +310,20 @@ export interface TestHost {
   cleanup: () => Promise<void>
 }
 
-export async function makeTestHost(): Promise<TestHost> {
+/**
+ * `prefix` + `slot` put the pair elsewhere: host <prefix>.<4*slot+1>/30, namespace <prefix>.<4*slot+2>/30
+ * (e.g. 203.0.113 for a "public" test host, 169.254.N for a link-local one). Before returning, the
+ * route to the namespace address is checked to go through the veth, so no probe can leave the machine.
+ */
+export async function makeTestHost(o: {prefix?: string; slot?: number} = {}): Promise<TestHost> {
   const tag = rand(3)
   const ns = `agent-sec-${tag}`
   const x = 100 + (parseInt(tag.slice(0, 2), 16) % 150)
   const hostIf = `asec${tag}h`
   const nsIf = `asec${tag}n`
-  const hostIp = `10.231.${x}.1`
-  const nsIp = `10.231.${x}.2`
+  const slot = o.slot ?? 0
+  const hostIp = o.prefix ? `${o.prefix}.${4 * slot + 1}` : `10.231.${x}.1`
+  const nsIp = o.prefix ? `${o.prefix}.${4 * slot + 2}` : `10.231.${x}.2`
   const port = 8080
   const body = `test-host-${rand(6)}`
   const run = async (bin: string, args: string[]) => {
@@ -358,6 +364,8 @@ export async function makeTestHost(): Promise<TestHost> {
     await run('nsenter', [`--net=/run/netns/${ns}`, 'ip', 'addr', 'add', `${nsIp}/30`, 'dev', nsIf])
     await run('nsenter', [`--net=/run/netns/${ns}`, 'ip', 'link', 'set', nsIf, 'up'])
     await run('nsenter', [`--net=/run/netns/${ns}`, 'ip', 'link', 'set', 'lo', 'up'])
+    const route = String((await execa('ip', ['route', 'get', nsIp], {reject: false})).stdout ?? '')
+    if (!route.includes(`dev ${hostIf}`)) throw new Error(`the route to test host ${nsIp} does not go through ${hostIf}: ${route}`)
     const js = `require('http').createServer((q, s) => s.end(${JSON.stringify(body)} + '\\n')).listen(${port}, ${JSON.stringify(nsIp)}, () => console.log('listening'))`
     server = execa('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', js], {reject: false, stdin: 'ignore', buffer: false})
     await new Promise<void>((resolve, reject) => {

@@ -8,8 +8,14 @@
  *                      as the disk is mounted (stop keeps it mounted; start re-mounts it)
  *
  * A full disk gives ENOSPC inside the guest and the image file can never outgrow its size.
+ *
+ * /persist is bounded the same way, but its image lives in the kept persist dir so that it
+ * outlives the VM (`clean --keep-persist`, `create --persist-from`):
+ *
+ *   <state>/persist/<id>/persist.img   sparse ext4 image of --persist-size MiB
+ *   <vmDir>/persist/                   its loop mount while the VM exists, bound at /persist
  */
-import {existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, symlinkSync, chmodSync, unlinkSync} from 'node:fs'
+import {existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, symlinkSync, chmodSync, unlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentError} from '../errors.js'
 import {logger} from '../logging/logger.js'
@@ -62,13 +68,7 @@ export function isMounted(path: string): boolean {
 export async function ensureDisk(vmDir: string, diskMib: number): Promise<DiskLayout> {
   const d = diskLayout(vmDir)
   mkdirSync(d.mount, {recursive: true, mode: 0o700})
-  if (!existsSync(d.image)) {
-    const tmp = `${d.image}.new`
-    await sh('truncate', ['-s', `${Math.max(16, Math.floor(diskMib))}M`, tmp], 'creating disk image')
-    // -m 0: guest root would use reserved blocks anyway; nodiscard keeps it fast and sparse.
-    await sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'nodiscard', tmp], 'formatting disk image')
-    await sh('mv', ['-f', tmp, d.image], 'creating disk image')
-  }
+  if (!existsSync(d.image)) await makeExt4(d.image, diskMib, 'disk image')
   if (!isMounted(d.mount)) await sh('mount', ['-o', 'loop', d.image, d.mount], 'mounting disk image')
   for (const dir of [d.upper, d.work, d.out]) mkdirSync(dir, {recursive: true, mode: 0o755})
   if (!existsSync(d.tmp)) mkdirSync(d.tmp, {mode: 0o1777})
@@ -102,7 +102,7 @@ export async function ensureRootfs(d: DiskLayout, lower: string): Promise<void> 
 /** Unmounts the overlay and the disk and frees the loop device; tolerates anything missing. */
 export async function releaseDisk(vmDir: string): Promise<void> {
   const d = diskLayout(vmDir)
-  for (const mp of [d.rootfs, d.mount]) {
+  for (const mp of [d.rootfs, d.mount, persistMount(vmDir)]) {
     for (let i = 0; i < 5 && isMounted(mp); i++) {
       const res = await tryRun('umount', [mp])
       if (res.exitCode !== 0 && isMounted(mp)) {
@@ -116,6 +116,50 @@ export async function releaseDisk(vmDir: string): Promise<void> {
     const res = await tryRun('losetup', ['-j', d.image, '-O', 'NAME', '-n'])
     for (const dev of res.stdout.split('\n').map((s) => s.trim()).filter(Boolean)) await tryRun('losetup', ['-d', dev])
   }
+}
+
+export const PERSIST_IMAGE = 'persist.img'
+export const DEFAULT_PERSIST_MIB = 1024
+export const persistMount = (vmDir: string) => join(vmDir, 'persist')
+
+/**
+ * Makes (first time) and mounts the VM's /persist file system; returns the host dir to bind at
+ * /persist. `mib` null: a VM made before /persist was bounded keeps its plain dir. A kept plain dir
+ * attached to a new VM (--persist-from) is moved into a new image first.
+ */
+export async function ensurePersist(vmDir: string, persistDir: string, mib: number | null): Promise<string> {
+  mkdirSync(persistDir, {recursive: true, mode: 0o700})
+  if (mib === null) return persistDir
+  const image = join(persistDir, PERSIST_IMAGE)
+  const mount = persistMount(vmDir)
+  mkdirSync(mount, {recursive: true, mode: 0o700})
+  const legacy = readdirSync(persistDir).filter((n) => n !== PERSIST_IMAGE && !n.startsWith(`${PERSIST_IMAGE}.`))
+  if (!existsSync(image)) await makeExt4(image, mib, 'persist image')
+  if (!isMounted(mount)) await sh('mount', ['-o', 'loop,nosuid,nodev', image, mount], 'mounting the persist image')
+  chmodSync(mount, 0o755)
+  if (legacy.length) {
+    // Files of an unbounded /persist kept before: into the image (ENOSPC here if they do not fit), then away.
+    for (const n of legacy) await sh('cp', ['-a', '--', join(persistDir, n), `${mount}/`], 'moving the kept /persist files into its new file system', 600_000)
+    for (const n of legacy) rmSync(join(persistDir, n), {recursive: true, force: true})
+  }
+  return mount
+}
+
+/** Frees any loop device still bound to a kept persist image (a killed agent); its mount went with releaseDisk. */
+export async function releasePersist(persistDir: string): Promise<void> {
+  const image = join(persistDir, PERSIST_IMAGE)
+  if (!existsSync(image)) return
+  const res = await tryRun('losetup', ['-j', image, '-O', 'NAME', '-n'])
+  for (const dev of res.stdout.split('\n').map((x) => x.trim()).filter(Boolean)) await tryRun('losetup', ['-d', dev])
+}
+
+/** A sparse ext4 image of `mib` MiB, made under a temporary name and renamed, so a half-made one is never used. */
+async function makeExt4(image: string, mib: number, what: string): Promise<void> {
+  const tmp = `${image}.new`
+  await sh('truncate', ['-s', `${Math.max(16, Math.floor(mib))}M`, tmp], `creating ${what}`)
+  // -m 0: guest root would use reserved blocks anyway; nodiscard keeps it fast and sparse.
+  await sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'nodiscard', tmp], `formatting ${what}`)
+  await sh('mv', ['-f', tmp, image], `creating ${what}`)
 }
 
 /** Any mount at or below dir: removal must never recurse into a mounted file system. */

@@ -75,7 +75,7 @@ export class GvisorLauncher extends OciLauncher {
       globalArgs: (root: string, vm?: VmRecord) => {
         const args = ['--root', root, `--platform=${(vm && platforms.get(vm.id)) ?? 'ptrace'}`, '--overlay2=none']
         // --host-uds=create: agent-init's bind() in its channel dir makes a host socket agent connects to (docs/security.md).
-        if (vm) args.push(`--network=${vm.network === 'allow_all' ? 'host' : 'none'}`, '--host-uds=create')
+        if (vm) args.push(`--network=${vm.network === 'none' ? 'none' : 'host'}`, '--host-uds=create')
         return args
       },
       hostMemoryMib: (vm) => vm.memoryMib + GVISOR_MEMORY_OVERHEAD_MIB,

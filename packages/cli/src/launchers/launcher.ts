@@ -148,6 +148,11 @@ export interface Unsupported {
 export interface LauncherCapabilities {
   /** Can boot a VM with no network at all (`--network none`). */
   networkNone: true | Unsupported
+  /**
+   * Enforces the egress policy: allow_all reaches only the public internet, `allow:LIST` and
+   * `--allow-host` holes work. Without it the VM's network is whatever the launcher gives.
+   */
+  egressFilter: true | Unsupported
   /** Guest volumes (/in, /out, /persist) are mounted, so `--file` and `--out` reach the guest. */
   files: true | Unsupported
   /** remove() works from a VM id alone, so `clean --all` can sweep leftovers that have no row. */
@@ -222,7 +227,7 @@ export interface Launcher {
 }
 
 /** Throws the launcher's own explanation when it lacks a capability a request needs. */
-export function requireCapability(l: Pick<Launcher, 'name' | 'capabilities'>, cap: 'networkNone' | 'files', kind: 'usage' | 'unavailable', lead?: string): void {
+export function requireCapability(l: Pick<Launcher, 'name' | 'capabilities'>, cap: 'networkNone' | 'egressFilter' | 'files', kind: 'usage' | 'unavailable', lead?: string): void {
   const c = l.capabilities[cap]
   if (c === true) return
   throw new AgentError(kind, lead ? `${lead}: ${c.why}` : c.why, {hint: c.hint})

@@ -2,10 +2,11 @@
  * Guest networking.
  *
  *  - none: the runtime makes a fresh network namespace (loopback only); runsc gets --network=none.
- *  - allow_all: a namespace persisted at <vmDir>/netns (`unshare --net=<file>`: a bind mount of
+ *  - allow_all / allow:LIST: a namespace persisted at <vmDir>/netns (`unshare --net=<file>`: a bind mount of
  *    the nsfs inode, derivable from the VM id) with slirp4netns giving it tap0 + user-mode NAT.
  *    --disable-host-loopback stops the guest reaching services on the host's 127.0.0.1, and the
- *    guest never shares the host namespace.
+ *    guest never shares the host namespace. The egress policy (public internet only, or an allow
+ *    list) is an nftables table in that namespace: see egress.ts and egress-policy.ts.
  *
  * `ip netns add` is not used: on this host it left /run/netns/<name> as a plain file (setns:
  * EINVAL), and a file under the VM dir keeps every resource derivable from the VM dir anyway.
@@ -131,7 +132,8 @@ export async function releaseNetns(vmDir: string): Promise<void> {
 }
 
 /** DNS and hosts for the guest, written into the overlay (upper layer) before boot. */
-export function writeGuestNetworkFiles(rootfs: string, id: string, network: 'none' | 'allow_all'): void {
+/** `dns`: the resolver to name, null for none at all, 'keep' to leave the image's (no network). */
+export function writeGuestNetworkFiles(rootfs: string, id: string, dns: string | null | 'keep'): void {
   const etc = join(rootfs, 'etc')
   if (!existsSync(etc)) return
   const put = (name: string, text: string) => {
@@ -146,5 +148,7 @@ export function writeGuestNetworkFiles(rootfs: string, id: string, network: 'non
   }
   put('hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${id}\n`)
   put('hostname', `${id}\n`)
-  if (network === 'allow_all') put('resolv.conf', 'nameserver 10.0.2.3\n')
+  // slirp's DNS (allow_all), the filtering DNS in the VM's namespace (allow lists with domains), or
+  // none at all: a name then fails at once instead of asking a server the VM may not reach.
+  if (dns !== 'keep') put('resolv.conf', dns ? `nameserver ${dns}\n` : '# no DNS: this VM\'s network policy names no domains\n')
 }

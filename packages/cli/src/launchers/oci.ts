@@ -17,7 +17,7 @@ import {imageStore} from '../images/storage.js'
 import {logger} from '../logging/logger.js'
 import type {LauncherName, VmRecord} from '../state/vm-record.js'
 import {lastLines, run, sleep, tryRun} from '../system/index.js'
-import {diskLayout, ensureDisk, ensureRootfs, isMounted, mountsUnder, releaseDisk} from './disk.js'
+import {diskLayout, ensureDisk, ensurePersist, ensureRootfs, isMounted, mountsUnder, releaseDisk, releasePersist} from './disk.js'
 import {checkBinary, checkCgroups} from './host-checks.js'
 import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
 import type {
@@ -25,6 +25,8 @@ import type {
 } from './launcher.js'
 import {cgroupUsage, diskUsage, processStartedAt} from './oci-usage.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
+import {applyEgress, DNSMASQ_FIX, NFT_FIX, stopEgress} from './egress.js'
+import {guestResolver} from './egress-policy.js'
 import {channelHostDir, channelSocketPath} from './guest-channel.js'
 import {ociExec} from './oci-exec.js'
 import {buildOciSpec, type OciFlavour} from './oci-spec.js'
@@ -60,7 +62,7 @@ export interface OciRuntime {
 export const containerName = (id: string) => `agent-${id}`
 
 export class OciLauncher implements Launcher {
-  readonly capabilities: LauncherCapabilities = {networkNone: true, files: true, sweepsOrphans: true, tty: true}
+  readonly capabilities: LauncherCapabilities = {networkNone: true, egressFilter: true, files: true, sweepsOrphans: true, tty: true}
   constructor(readonly runtime: OciRuntime) {}
 
   get name(): LauncherName {
@@ -81,7 +83,9 @@ export class OciLauncher implements Launcher {
       {id: 'slirp4netns', cmd: 'slirp4netns', neededBy: [rt.name], fix: 'install slirp4netns: `apt-get install slirp4netns` (needed for --network allow_all with gvisor and runc)'},
       host.env,
     )
-    return [bin, slirp, checkCgroups(host.roots, [rt.name])]
+    const nft = await checkBinary({id: 'nft', cmd: 'nft', neededBy: [rt.name], fix: `${NFT_FIX}; needed for --network allow_all and allow:LIST`}, host.env)
+    const dnsmasq = await checkBinary({id: 'dnsmasq', cmd: 'dnsmasq', neededBy: [rt.name], fix: `${DNSMASQ_FIX}; needed for --network allow:DOMAINS`}, host.env)
+    return [bin, slirp, nft, dnsmasq, checkCgroups(host.roots, [rt.name])]
   }
 
   // ---------------------------------------------------------------- availability
@@ -116,6 +120,7 @@ export class OciLauncher implements Launcher {
     await this.killContainer(vm, ctx.paths)
     ctx.step?.('stop network')
     const vmDir = ctx.paths.vmDir(vm.id)
+    await stopEgress(vmDir)
     await stopSlirp(vmDir)
     await releaseNetns(vmDir)
     // Disk and overlay stay mounted so /out stays readable; start() re-mounts them after a reboot.
@@ -126,6 +131,7 @@ export class OciLauncher implements Launcher {
     await this.stop(vm, ctx)
     ctx.step?.('unmount root filesystem')
     await releaseDisk(vmDir)
+    if (ctx.persistDir) await releasePersist(ctx.persistDir)
     ctx.step?.('remove working container')
     const buildah = this.buildah(ctx.paths)
     await buildah.umount(containerName(vm.id))
@@ -158,7 +164,8 @@ export class OciLauncher implements Launcher {
       mkdirSync(join(d.rootfs, dir), {recursive: true})
     }
     mkdirSync(paths.inDir(vm.id), {recursive: true, mode: 0o700})
-    if (ctx.persistDir) mkdirSync(ctx.persistDir, {recursive: true, mode: 0o700})
+    // /persist: its own bounded file system (an image in the kept persist dir), or the plain dir of a VM made before.
+    const persist = ctx.persistDir ? await ensurePersist(vmDir, ctx.persistDir, vm.persistMib) : undefined
     if (!existsSync(join(ctx.guestDir, 'agent-init'))) {
       throw new AgentError('internal', `guest init missing: ${join(ctx.guestDir, 'agent-init')}`, {hint: 'build it with: bash guest/build.sh'})
     }
@@ -170,11 +177,13 @@ export class OciLauncher implements Launcher {
 
     ctx.step?.('network')
     let netns: string | undefined
-    if (vm.network === 'allow_all') {
+    if (vm.network !== 'none') {
       netns = await ensureNetns(vmDir)
+      // The rules are in place before slirp4netns gives the namespace a way out.
+      await applyEgress(vmDir, netns, vm)
       await ensureSlirp(vmDir)
     }
-    writeGuestNetworkFiles(d.rootfs, vm.id, vm.network)
+    writeGuestNetworkFiles(d.rootfs, vm.id, vm.network === 'none' ? 'keep' : (guestResolver(vm) ?? null))
 
     ctx.step?.('bundle')
     const spec = buildOciSpec({
@@ -185,7 +194,7 @@ export class OciLauncher implements Launcher {
       inDir: paths.inDir(vm.id),
       outDir: d.out,
       tmpDir: d.tmp,
-      persistDir: ctx.persistDir,
+      persistDir: persist,
       cpus: vm.cpus,
       memoryMib: this.runtime.hostMemoryMib(vm),
       pids: this.runtime.hostPids(vm),
@@ -319,7 +328,7 @@ export class OciLauncher implements Launcher {
       {guest: '/tmp', host: d.tmp, readOnly: false},
       {guest: '/in', host: ctx.paths.inDir(vm.id), readOnly: true},
     ]
-    if (ctx.persistDir) mounts.push({guest: '/persist', host: ctx.persistDir, readOnly: false})
+    if (ctx.persistDir) mounts.push({guest: '/persist', host: await ensurePersist(vmDir, ctx.persistDir, vm.persistMib), readOnly: false})
     return mounts
   }
 

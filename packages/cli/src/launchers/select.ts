@@ -46,7 +46,7 @@ function brokenLauncher(name: LauncherName, reason: string): Launcher {
   return {
     name,
     summary: reason,
-    capabilities: {networkNone: {why: reason}, files: {why: reason}, sweepsOrphans: false, tty: false},
+    capabilities: {networkNone: {why: reason}, egressFilter: {why: reason}, files: {why: reason}, sweepsOrphans: false, tty: false},
     available: async () => ({ok: false, reason}),
     checks: async () => [],
     create: no,

@@ -5,7 +5,7 @@
 import {errorMessage} from '../errors.js'
 import type {VmUsage} from '../launchers/launcher.js'
 import {launcher as launcherByName} from '../launchers/select.js'
-import type {VmRecord} from '../state/vm-record.js'
+import {networkLabel, type VmRecord} from '../state/vm-record.js'
 import {launchContext, type ServiceContext} from './context.js'
 import {listVms, resolveVm} from './vm-service.js'
 
@@ -21,8 +21,13 @@ export interface VmInspection {
   launcher: VmRecord['launcher']
   limits: {cpus: number; memoryMib: number; diskMib: number; pids: number}
   network: VmRecord['network']
-  /** The host dir mounted at /persist, or null. */
+  /** The egress policy: the allow list (network `allow`) and the --allow-host holes. */
+  egressAllow: string[] | null
+  allowHosts: string[] | null
+  /** The host dir kept for /persist (holding its image, persist.img), or null. */
   persistDir: string | null
+  /** Size of /persist's own file system in MiB; null when none, or an old VM's unbounded dir. */
+  persistMib: number | null
   createdAt: string
   updatedAt: string
   /** Seconds since the running sandbox booted; null when not running or unknown. */
@@ -58,7 +63,10 @@ export async function inspectVm(ctx: ServiceContext, ref: string, now = new Date
     launcher: vm.launcher,
     limits: {cpus: vm.cpus, memoryMib: vm.memoryMib, diskMib: vm.diskMib, pids: vm.pids},
     network: vm.network,
+    egressAllow: vm.egressAllow,
+    allowHosts: vm.allowHosts,
     persistDir,
+    persistMib: vm.persist ? vm.persistMib : null,
     createdAt: vm.createdAt.toISOString(),
     updatedAt: vm.updatedAt.toISOString(),
     uptimeSec: vm.status === 'running' && Number.isFinite(started) ? Math.max(0, Math.round((now.getTime() - started) / 1000)) : null,
@@ -85,8 +93,8 @@ export function renderInspection(i: VmInspection): string {
     ['image', `${i.image} (${i.imageSource})`],
     ['launcher', i.launcher],
     ['limits', `${i.limits.cpus} CPU, ${i.limits.memoryMib} MiB memory, ${i.limits.diskMib} MiB disk, ${i.limits.pids} pids`],
-    ['network', i.network],
-    ['persist dir', or(i.persistDir)],
+    ['network', networkLabel(i)],
+    ['persist dir', i.persistDir ? `${i.persistDir} (${i.persistMib === null ? 'unbounded, made before /persist was bounded' : `${i.persistMib} MiB file system`})` : '-'],
     ['created', i.createdAt],
     ['uptime', i.uptimeSec === null ? or(undefined, 'startedAt') : dur(i.uptimeSec)],
     ['memory', u.memoryBytes === undefined ? or(undefined, 'memoryBytes') : `${mib(u.memoryBytes)} (peak ${or(mib(u.memoryPeakBytes))}, host limit ${or(mib(u.memoryLimitBytes))})`],

@@ -1,10 +1,13 @@
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, readdirSync, renameSync, rmSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync} from 'node:fs'
+import {join} from 'node:path'
 import {FileTypeError, fileRunArgv, type Runtime} from '@agent/runtime-kit'
 import {AgentError, conflict, errorMessage, usageError} from '../errors.js'
 import {chooseImage, ensureImage} from '../images/resolve.js'
 import {requireCapability, type ExecRequest, type ExecResult, type Launcher, type RuntimeState} from '../launchers/launcher.js'
 import {LAUNCHER_OPTIONS} from '../launchers/options.js'
+import {checkPolicy, normalizeAllow, normalizeHoles} from '../launchers/egress-policy.js'
+import {DEFAULT_PERSIST_MIB, PERSIST_IMAGE} from '../launchers/disk.js'
 import {allLaunchers, chooseLauncher, launcher as launcherByName, unusable} from '../launchers/select.js'
 import {logger} from '../logging/logger.js'
 import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
@@ -17,6 +20,12 @@ import {launchContext, type ServiceContext} from './context.js'
 
 /** The limits and options of a new VM are the record's own fields. */
 export interface CreateOptions extends Pick<VmRecord, 'cpus' | 'memoryMib' | 'diskMib' | 'pids' | 'network' | 'persist'> {
+  /** network `allow`: CIDRs and domain names (launchers/egress-policy.ts parseNetwork). */
+  egressAllow?: readonly string[] | null
+  /** `--allow-host ADDR[:PORT]` holes through the egress filter. */
+  allowHosts?: readonly string[]
+  /** Size of /persist in MiB (default 1024; a kept /persist keeps its own size). */
+  persistMib?: number
   /** `python` or `python@3.12` (parsed by runtimes/registry.ts parseLanguageRef). */
   language: string
   /** The runtime version, when not given as `language@version`. */
@@ -61,6 +70,12 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
   const {launcher, reason: launcherReason} = await chooseLauncher(o.launcher)
   // Never hand out network silently where a launcher cannot switch it off.
   if (o.network === 'none') requireCapability(launcher, 'networkNone', 'usage')
+  const policy = egressPolicy(o)
+  if (o.network !== 'none' && launcher.capabilities.egressFilter !== true) {
+    // An allow list or a hole that is not enforced would be a lie; a plain allow_all is what the launcher gives.
+    if (o.network === 'allow' || policy.allowHosts) requireCapability(launcher, 'egressFilter', 'usage')
+    logger().warn(`${launcher.name}: ${launcher.capabilities.egressFilter.why}`)
+  }
   checkLauncherOptions(launcher.name, o.launcherOptions)
   const repo = await ctx.db()
   const persistFromDir = o.persistFrom ? ctx.paths.persistDir(o.persistFrom) : undefined
@@ -68,6 +83,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     if (await repo.get(o.persistFrom!)) throw conflict(`VM ${o.persistFrom} still exists; its persist dir can only be attached after \`agent vm clean --keep-persist ${o.persistFrom}\``)
     if (!existsSync(persistFromDir)) throw usageError(`no kept persist dir for ${o.persistFrom} (looked in ${persistFromDir})`)
   }
+  const persistMib = persistSize(o, persistFromDir)
   const choice = await chooseImage({language: runtime.language, runtime, version, flagImage: o.image, buildah: ctx.buildah, stateRoot: ctx.paths.root})
   ctx.info(`image ${choice.image} (${choice.reason})`)
   await ensureImage(choice, ctx.buildah, runtime.language)
@@ -86,7 +102,9 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     diskMib: o.diskMib,
     pids: o.pids,
     network: o.network,
+    ...policy,
     persist: o.persist || Boolean(o.persistFrom),
+    persistMib,
     ownerPid: process.pid,
   })
   let step = 'preparing directories'
@@ -126,6 +144,33 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     if (err instanceof AgentError) throw new AgentError(err.kind, `vm create failed at step "${failedAt}": ${err.message}`, {hint: err.hint, cause: err})
     throw new AgentError('internal', `vm create failed at step "${failedAt}": ${errorMessage(err)}`, {cause: err})
   }
+}
+
+/** The egress policy's fields, checked and normalized. */
+function egressPolicy(o: CreateOptions): Pick<VmRecord, 'egressAllow' | 'allowHosts'> {
+  if (o.network !== 'allow' && o.egressAllow?.length) throw usageError('an allow list needs --network allow:LIST')
+  const p = {egressAllow: o.network === 'allow' ? normalizeAllow(o.egressAllow ?? []) : null, allowHosts: normalizeHoles(o.allowHosts)}
+  checkPolicy({network: o.network, ...p})
+  return p
+}
+
+/** /persist's size: a kept image keeps its own; otherwise --persist-size or the default. */
+function persistSize(o: CreateOptions, persistFromDir: string | undefined): number | null {
+  const wanted = o.persist || Boolean(o.persistFrom)
+  if (!wanted) {
+    if (o.persistMib !== undefined) throw usageError('--persist-size needs --persist (or --persist-from)')
+    return null
+  }
+  if (o.persistMib !== undefined && (!Number.isInteger(o.persistMib) || o.persistMib < 16 || o.persistMib > 1024 * 1024)) {
+    throw usageError(`--persist-size must be a whole number of MiB from 16 to ${1024 * 1024} (got ${o.persistMib})`)
+  }
+  const kept = persistFromDir ? join(persistFromDir, PERSIST_IMAGE) : undefined
+  if (kept && existsSync(kept)) {
+    const mib = Math.floor(statSync(kept).size / (1024 * 1024))
+    if (o.persistMib !== undefined && o.persistMib !== mib) throw usageError(`the kept /persist of ${o.persistFrom} is ${mib} MiB and keeps that size (got --persist-size ${o.persistMib})`, 'leave out --persist-size')
+    return mib
+  }
+  return o.persistMib ?? DEFAULT_PERSIST_MIB
 }
 
 /** A launcher's own option given for a VM of another launcher is a mistake, not something to ignore. */

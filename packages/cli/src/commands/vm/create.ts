@@ -3,7 +3,7 @@ import {AgentCommand} from '../../base-command.js'
 import {LAUNCHER_OPTIONS} from '../../launchers/options.js'
 import {DEFAULT_ORDER} from '../../launchers/select.js'
 import {cpuFlag} from '../../cli/flags.js'
-import {NETWORK_MODES, LAUNCHER_NAMES, type VmRecord} from '../../state/vm-record.js'
+import {LAUNCHER_NAMES, type VmRecord} from '../../state/vm-record.js'
 
 export default class VmCreate extends AgentCommand<typeof VmCreate> {
   static override summary = 'Create a sandbox VM for a language and boot it.'
@@ -13,6 +13,8 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
     '<%= config.bin %> vm create --language python@3.12',
     '<%= config.bin %> vm create --language node --cpu 0.5 --mem 512 --name web-tests',
     '<%= config.bin %> vm create --language python --network allow_all --persist --json',
+    '<%= config.bin %> vm create --language python --network allow:pypi.org,files.pythonhosted.org',
+    '<%= config.bin %> vm create --language python --network allow_all --allow-host 192.168.1.20:5432 --persist --persist-size 256',
   ]
   static override flags = {
     language: Flags.string({
@@ -26,8 +28,16 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
     mem: Flags.integer({default: 256, summary: 'Memory limit in MiB. A command that exceeds it is killed (exit 137).'}),
     disk: Flags.integer({default: 1024, summary: 'Disk the VM may write, in MiB (writes beyond fail with ENOSPC).'}),
     pids: Flags.integer({default: 256, summary: 'Process limit; stops fork bombs.'}),
-    network: Flags.option({options: NETWORK_MODES, default: 'none' as const, summary: 'none: loopback only. allow_all: outbound through user-mode networking, never the host\'s loopback.'})(),
-    persist: Flags.boolean({summary: 'Mount a persistent dir at /persist that can outlive the VM (clean --keep-persist).'}),
+    network: Flags.string({
+      default: 'none',
+      summary: 'none: loopback only. allow_all: the public internet only (never private, link-local, metadata or host addresses). allow:LIST: only these CIDRs and domain names (subdomains included), e.g. allow:pypi.org,10.1.2.0/24.',
+    }),
+    'allow-host': Flags.string({
+      multiple: true,
+      summary: 'Open a hole through the egress filter to ADDR, ADDR:PORT, CIDR or [IPv6]:PORT, e.g. a database on a private address (repeatable; the host\'s loopback stays closed).',
+    }),
+    persist: Flags.boolean({summary: 'Mount a persistent file system at /persist that can outlive the VM (clean --keep-persist).'}),
+    'persist-size': Flags.integer({summary: 'Size of /persist in MiB (default 1024); writes beyond fail with ENOSPC. A kept /persist keeps its size.'}),
     'persist-from': Flags.string({summary: 'Attach the persist dir kept from this cleaned VM.'}),
     name: Flags.string({char: 'n', summary: 'A unique name usable wherever an id is.'}),
     launcher: Flags.option({
@@ -44,8 +54,10 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
 
   async run(): Promise<VmRecord> {
     const {createVm} = await import('../../services/vm-service.js')
+    const {parseNetwork} = await import('../../launchers/egress-policy.js')
     const {logger} = await import('../../logging/logger.js')
     const f = this.flags
+    const {network, egressAllow} = parseNetwork(f.network)
     const {vm, launcherReason} = await createVm(await this.context(), {
       language: f.language,
       version: f.version,
@@ -54,8 +66,11 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
       memoryMib: f.mem,
       diskMib: f.disk,
       pids: f.pids,
-      network: f.network,
+      network,
+      egressAllow,
+      allowHosts: f['allow-host'],
       persist: f.persist,
+      persistMib: f['persist-size'],
       persistFrom: f['persist-from'],
       name: f.name,
       launcher: f.launcher,

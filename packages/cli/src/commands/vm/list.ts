@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {AgentCommand} from '../../base-command.js'
-import {languageLabel, VM_STATUSES, type VmRecord} from '../../state/vm-record.js'
+import {languageLabel, networkLabel, VM_STATUSES, type VmRecord} from '../../state/vm-record.js'
 import {renderTable} from '../../util/table.js'
 
 export default class VmList extends AgentCommand<typeof VmList> {
@@ -22,7 +22,7 @@ A VM whose sandbox died shows as stopped; one whose sandbox and root filesystem 
         this.out(
           renderTable(
             ['ID', 'NAME', 'LANGUAGE', 'LAUNCHER', 'STATUS', 'CPU', 'MEM', 'NETWORK', 'CREATED'],
-            vms.map((v) => [v.id, v.name ?? '', languageLabel(v), v.launcher, v.status, String(v.cpus), `${v.memoryMib}M`, v.network, v.createdAt.toISOString().replace(/\.\d+Z$/, 'Z')]),
+            vms.map((v) => [v.id, v.name ?? '', languageLabel(v), v.launcher, v.status, String(v.cpus), `${v.memoryMib}M`, networkLabel(v), v.createdAt.toISOString().replace(/\.\d+Z$/, 'Z')]),
           ),
         )
     }

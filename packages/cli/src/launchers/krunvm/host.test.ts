@@ -117,6 +117,10 @@ describe('krunvm on this host', () => {
         why: "krunvm cannot run a VM without network: libkrun gives the guest the host's sockets (TSI) and krunvm has no switch to turn that off",
         hint: 'use `--network allow_all` with krunvm, or `--launcher gvisor` for a VM with no network',
       },
+      egressFilter: {
+        why: "krunvm cannot filter a VM's egress: libkrun's TSI opens the guest's sockets on the host itself, so private and host addresses stay reachable and allow lists cannot be enforced",
+        hint: 'use `--launcher gvisor` (or runc) for --network allow:LIST, --allow-host, or an allow_all limited to the public internet',
+      },
       files: true,
       sweepsOrphans: false,
       tty: false,

@@ -31,6 +31,11 @@ import {runKrunvmStart} from './run-start.js'
 import {type KrunvmVm, krunvmTomlFiles, readDefinedVms} from './state-file.js'
 
 /** krunvm's TSI networking cannot be switched off: a VM without network is refused, never faked. */
+export const NO_EGRESS_FILTER: Unsupported = {
+  why: "krunvm cannot filter a VM's egress: libkrun's TSI opens the guest's sockets on the host itself, so private and host addresses stay reachable and allow lists cannot be enforced",
+  hint: 'use `--launcher gvisor` (or runc) for --network allow:LIST, --allow-host, or an allow_all limited to the public internet',
+}
+
 export const NO_NETWORK_NONE: Unsupported = {
   why: "krunvm cannot run a VM without network: libkrun gives the guest the host's sockets (TSI) and krunvm has no switch to turn that off",
   hint: 'use `--network allow_all` with krunvm, or `--launcher gvisor` for a VM with no network',
@@ -70,7 +75,7 @@ export class KrunvmLauncher implements Launcher {
 
   /** Read on each use: the guest-volume switch comes from the environment. */
   get capabilities(): LauncherCapabilities {
-    return {networkNone: NO_NETWORK_NONE, files: this.files(), sweepsOrphans: false, tty: false}
+    return {networkNone: NO_NETWORK_NONE, egressFilter: NO_EGRESS_FILTER, files: this.files(), sweepsOrphans: false, tty: false}
   }
 
   private files(): true | Unsupported {
