@@ -265,6 +265,8 @@ function stoppedGuest(mounts: GuestMount[]): GuestSide {
     via: 'stopped VM disk',
     async probe(path, followLast) {
       const r = resolveInGuest(mounts, path, followLast)
+      // A dangling link is still there, as `[ -L ]` says in the guest.
+      if (r.missing && followLast && !resolveInGuest(mounts, path, false).missing) return 'file'
       if (r.missing) return r.missingParent ? 'noparent' : 'none'
       const st = lstatSync(r.host)
       return st.isSymbolicLink() ? 'link' : st.isDirectory() ? 'dir' : 'file'
