@@ -340,6 +340,7 @@ export async function buildApp(d: AppDeps): Promise<FastifyInstance> {
     return reply.code(204).send()
   })
 
+  await (await import('./mcp-route.js')).registerMcpRoute(app, d) // MCP over Streamable HTTP at /mcp (mcp-route.ts)
   return app
 }
 
