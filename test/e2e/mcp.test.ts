@@ -402,7 +402,7 @@ describe('the README\'s client configurations, as copied', () => {
 })
 
 describe('MCP over Streamable HTTP in agent serve', () => {
-  const sst = tempState('agent-mcp-serve-')
+  let sst: ReturnType<typeof tempState>
   const API_KEY = 'mcp-test-key-0123456789abcdef'
   let proc: ResultPromise
   let url: string
@@ -427,6 +427,7 @@ describe('MCP over Streamable HTTP in agent serve', () => {
   }
 
   beforeAll(async () => {
+    sst = tempState('agent-mcp-serve-') // here, not at collection: a filtered run leaves no dir
     const port = await freePort()
     url = `http://127.0.0.1:${port}`
     proc = execa(process.execPath, [AGENT_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--socket', ''], {env: {...sst.env, AGENT_API_KEY: API_KEY, NO_COLOR: '1'}, reject: false, all: true})
@@ -438,6 +439,7 @@ describe('MCP over Streamable HTTP in agent serve', () => {
   afterAll(async () => {
     proc?.kill('SIGTERM')
     await proc
+    if (!sst) return
     await agentIn(sst.env)(['vm', 'clean', '--all'])
     sst.cleanup()
   })
