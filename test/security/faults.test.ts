@@ -116,6 +116,64 @@ describe.each(LAUNCHERS)('kill -9 of agent on %s', (runtime) => {
     if (wr) expect(wr.status).toBe('failed')
   })
 
+  // Every step the launcher reports (vm-service's stepHook pauses there: AGENT_TEST_PAUSE=verb:step:ms).
+  // The VMs have the most to leave behind: a netns with slirp4netns, nft rules and a filtering DNS
+  // (allow list with a domain; nothing is ever asked of it), and a loop-mounted /persist image.
+  const BOOT_STEPS = ['working container', 'disk', 'root filesystem', 'network', 'bundle', 'boot']
+  const STOP_STEPS = ['stop sandbox', 'stop network']
+  const CLEAN_STEPS = [...STOP_STEPS, 'unmount root filesystem', 'remove working container', 'remove files']
+  const rich = ['--mem', '64', '--network', 'allow:allowed.test', '--persist', '--persist-size', '32']
+
+  async function killedAt(args: string[], point: string): Promise<void> {
+    const c = spawnAgent(args, {...env, AGENT_TEST_PAUSE: `${point}:120000`})
+    await waitForStderr(c.proc, `agent: test pause at ${point}`)
+    await kill9(c.proc)
+  }
+  const statusOf = async (id: string) => (await list()).find((v) => v.id === id)
+
+  it('killed at every step of create, stop, start and clean: each VM is listed truthfully, and stop, start or clean put it right', async () => {
+    const before = new Set((await list()).map((v) => v.id))
+    for (const step of BOOT_STEPS) await killedAt(['vm', 'create', '--language', 'python', ...rich], `create:${step}`)
+    const made = (await list()).filter((v) => !before.has(v.id))
+    for (const v of made) seen.add(v.id)
+    expect(made.length, 'each killed create left its row').toBe(BOOT_STEPS.length)
+    for (const v of made) {
+      expect(v.status, v.id).toBe('failed')
+      expect(v.lastError).toMatch(/agent \(pid \d+\) died while creating this VM/)
+    }
+
+    const v = await createVm(a, rich)
+    seen.add(v)
+    expect((await a(['vm', 'exec', '--vm', v, '--cmd', 'echo kept > /persist/k'])).code).toBe(0)
+    for (const step of STOP_STEPS) {
+      await killedAt(['vm', 'stop', v], `stop:${step}`)
+      expect(['running', 'stopped']).toContain((await statusOf(v))?.status)
+      const again = await a(['vm', 'stop', v])
+      expect(again.code, again.stderr).toBe(0)
+      expect((await statusOf(v))?.status).toBe('stopped')
+      if (step !== STOP_STEPS.at(-1)) expect((await a(['vm', 'start', v])).code).toBe(0)
+    }
+    for (const step of BOOT_STEPS) {
+      await killedAt(['vm', 'start', v], `start:${step}`)
+      expect(['running', 'stopped']).toContain((await statusOf(v))?.status)
+      const up = await a(['vm', 'start', v])
+      expect(up.code, `start after a start killed at ${step}: ${up.stderr}`).toBe(0)
+      const r = await a(['vm', 'exec', '--vm', v, '--cmd', 'cat /persist/k'])
+      expect(r.stdout, `after a start killed at ${step}: ${r.stderr}`).toBe('kept\n')
+      expect((await a(['vm', 'stop', v])).code).toBe(0)
+    }
+    for (const step of CLEAN_STEPS) {
+      await killedAt(['vm', 'clean', v], `clean:${step}`)
+      const row = await statusOf(v)
+      expect(row?.status, `clean killed at ${step}`).toBe('failed')
+      expect(row?.lastError).toMatch(/died while cleaning this VM/)
+    }
+    // What the last killed clean left, a plain clean finishes.
+    const done = await a(['vm', 'clean', v])
+    expect(done.code, done.stderr).toBe(0)
+    expect(await statusOf(v)).toBeUndefined()
+  }, 900_000)
+
   it('clean --all removes every leftover: runtime and working containers, dirs, mounts, loop devices, slirp4netns, cgroups, rows', async () => {
     for (const d of vmDirs(st.dir)) seen.add(d)
     const r = await a(['vm', 'clean', '--all'])

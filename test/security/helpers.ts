@@ -263,7 +263,8 @@ export async function hostLeftovers(stateDir: string, ids: readonly string[]): P
   for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ')
-      if (cmd.includes('slirp4netns') && mentions(cmd)) slirp.push(`${p}: ${cmd}`)
+      // slirp4netns and the filtering DNS (dnsmasq) of allow-list VMs: helpers that outlive agent.
+      if ((cmd.includes('slirp4netns') || cmd.includes('dnsmasq')) && mentions(cmd)) slirp.push(`${p}: ${cmd}`)
     } catch {
       // gone
     }

@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeSync} from 'node:fs'
 import {join} from 'node:path'
 import {FileTypeError, fileRunArgv, type Runtime} from '@agent/runtime-kit'
 import {AgentError, conflict, errorMessage, usageError} from '../errors.js'
@@ -112,6 +112,7 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
   const lctx = {
     ...launchContext(ctx, vm, runtime.env, (s) => {
       step = s
+      stepHook('create')(s)
       logger().debug(`${vm.id}: ${s}`)
     }),
     options: o.launcherOptions,
@@ -182,14 +183,34 @@ function checkLauncherOptions(name: string, given: Readonly<Record<string, strin
   }
 }
 
-/** Lets fault-injection tests stop agent at a chosen point (AGENT_TEST_PAUSE=create:2000). */
-async function testHook(point: string): Promise<void> {
+/**
+ * Lets fault-injection tests stop agent at a chosen point: AGENT_TEST_PAUSE=create:2000 (before the
+ * launcher starts), or at a launcher step, AGENT_TEST_PAUSE=create:disk:60000 (also start:, stop:,
+ * clean: with the step names the launcher reports).
+ */
+function pauseSpec(): {at: string; ms: number} | undefined {
   const spec = process.env.AGENT_TEST_PAUSE
-  if (!spec) return
-  const [at, ms] = spec.split(':')
-  if (at === point) {
-    process.stderr.write(`agent: test pause at ${point}\n`)
-    await new Promise((r) => setTimeout(r, Number(ms) || 1000))
+  if (!spec) return undefined
+  const i = spec.lastIndexOf(':')
+  const ms = Number(spec.slice(i + 1))
+  return i > 0 && Number.isFinite(ms) && ms > 0 ? {at: spec.slice(0, i), ms} : {at: spec, ms: 1000}
+}
+
+async function testHook(point: string): Promise<void> {
+  const p = pauseSpec()
+  if (p?.at !== point) return
+  process.stderr.write(`agent: test pause at ${point}\n`)
+  await new Promise((r) => setTimeout(r, p.ms))
+}
+
+/** The same at a launcher step (a synchronous callback): blocks this process, which the test then kills. */
+function stepHook(verb: string): (step: string) => void {
+  return (step) => {
+    logger().debug(`${verb}: ${step}`)
+    const p = pauseSpec()
+    if (p?.at !== `${verb}:${step}`) return
+    writeSync(2, `agent: test pause at ${p.at}\n`)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, p.ms)
   }
 }
 
@@ -236,7 +257,7 @@ export async function stopVm(ctx: ServiceContext, ref: string): Promise<VmRecord
   if (vm.status === 'stopped') return vm
   const l = await launcherFor(vm)
   const {runtime} = await runtimeFor(ctx, vm).catch(() => ({runtime: undefined}))
-  await l.stop(vm, launchContext(ctx, vm, runtime?.env ?? {}))
+  await l.stop(vm, launchContext(ctx, vm, runtime?.env ?? {}, stepHook('stop')))
   return (await ctx.db()).transition(vm.id, ['running', 'stopped', 'failed', 'missing'], 'stopped', {ownerPid: null})
 }
 
@@ -246,7 +267,7 @@ export async function startVm(ctx: ServiceContext, ref: string): Promise<VmRecor
   if (vm.status !== 'stopped') throw conflict(`VM ${vm.id} is ${vm.status} and cannot be started`, vm.status === 'missing' || vm.status === 'failed' ? `clean it with \`agent vm clean ${vm.id}\`` : undefined)
   const l = await launcherFor(vm)
   const {runtime} = await runtimeFor(ctx, vm)
-  await l.start(vm, launchContext(ctx, vm, runtime.env))
+  await l.start(vm, launchContext(ctx, vm, runtime.env, stepHook('start')))
   return (await ctx.db()).transition(vm.id, ['stopped'], 'running', {lastError: null})
 }
 
@@ -274,7 +295,7 @@ export async function cleanVm(ctx: ServiceContext, ref: string, keepPersist = fa
   const vm = await repo.transition(found.id, ['running', 'stopped', 'failed', 'missing', 'creating', 'cleaning'], 'cleaning', {ownerPid: process.pid})
   try {
     await testHook('clean')
-    await l.remove(vm, launchContext(ctx, vm, {}))
+    await l.remove(vm, launchContext(ctx, vm, {}, stepHook('clean')))
     rmSync(ctx.paths.vmDir(vm.id), {recursive: true, force: true})
     const persistDir = ctx.paths.persistDir(vm.id)
     const kept = keepPersist && existsSync(persistDir)
