@@ -902,7 +902,13 @@ static void ch_handle(int fd) {
     unsigned char ok[10] = {'A', 'G', 'C', 'H', 0, CH_VERSION};
     put32(ok + 6, CH_FEATURES);
     ch_send(T_HELLO_OK, ok, sizeof ok);
-    if (ch_flush() < 0) _exit(0);
+    /* All of HELLO_OK is out before an EXEC (possibly already buffered: hosts may pipeline it)
+       is looked at, so a host that got no HELLO_OK knows nothing ran and may fall back. */
+    for (long until = now_ms() + CH_HELLO_MS; ch_out_len;) {
+        if (ch_flush() < 0 || now_ms() >= until) _exit(0);
+        struct pollfd pf = {ch_fd, POLLOUT, 0};
+        if (ch_out_len) poll(&pf, 1, 100);
+    }
     long idle_until = now_ms() + CH_IDLE_MS;
     for (;;) {
         type = ch_read_frame(idle_until, &pn);

@@ -134,6 +134,15 @@ describe('exec channel: agent-init as a plain process', () => {
     expect(missing.stderr).toContain('cannot run /nonexistent/cmd')
   })
 
+  it('pipelined: the exec goes out behind the hello, in one round trip', async () => {
+    const ch = await openChannel(SOCK, {pipeline: true})
+    let out = ''
+    const p = ch.exec({argv: ['/bin/echo', 'piped'], timeoutMs: 5_000}, {onStdout: (b) => (out += b)})
+    expect(await p.done).toMatchObject({reason: 'exit', code: 0})
+    await ch.ready
+    expect(out).toBe('piped\n')
+  })
+
   it('streams stdin and closes it', async () => {
     const big = 'x'.repeat(300_000) + '\n'
     const r = await runCmd(['/bin/sh', '-c', 'wc -c'], {stdin: big})
@@ -331,6 +340,22 @@ describe('exec channel: the host treats the guest as hostile', () => {
     await expect(openChannel(fake, {timeoutMs: 2_000})).rejects.toMatchObject({stage: 'hello'})
     behave = (s) => s.end()
     await expect(openChannel(fake, {timeoutMs: 2_000})).rejects.toMatchObject({stage: 'hello'})
+  })
+
+  it('pipelined: whatever breaks before HELLO_OK is stage hello (nothing ran, fallback is safe); after it, not', async () => {
+    const started = encodeFrame(T.STARTED, Buffer.from([0, 0, 0, 5]))
+    const exit0 = encodeFrame(T.EXIT, Buffer.alloc(9))
+    for (const reply of [Buffer.from('garbage!'), encodeFrame(T.ERROR, Buffer.from('no')), encodeFrame(T.HELLO_OK, Buffer.from('AGCH\0\x09\0\0\0\0')), Buffer.concat([encodeFrame(T.HELLO_OK, Buffer.alloc(10)), started, exit0]), Buffer.alloc(0)]) {
+      behave = (s) => s.end(reply)
+      const ch = await openChannel(fake, {pipeline: true, timeoutMs: 2_000})
+      const e = await ch.exec({argv: ['x'], timeoutMs: 1_000}).done.catch((x: unknown) => x)
+      expect(e, reply.toString('hex')).toMatchObject({stage: 'hello'})
+    }
+    // A good HELLO_OK then garbage in the same write: the exec may have run, so not 'hello'.
+    behave = (s) => s.end(Buffer.concat([helloOk(), encodeFrame(0x42)]))
+    const ch = await openChannel(fake, {pipeline: true, timeoutMs: 2_000})
+    const e = await ch.exec({argv: ['x'], timeoutMs: 1_000}).done.catch((x: unknown) => x)
+    expect(e).toMatchObject({stage: 'protocol'})
   })
 
   it('an oversized frame is refused from its header, never buffered', async () => {

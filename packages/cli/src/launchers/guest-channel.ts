@@ -184,6 +184,12 @@ export interface ChannelProcess {
 export interface OpenOptions {
   /** Connect + hello must complete within this (default 5 s). */
   timeoutMs?: number
+  /**
+   * Return once connected, with the hello sent but not answered (`ready` settles with it), so
+   * that an exec() goes out in the same round trip. Safe: agent-init sends all of HELLO_OK before
+   * it looks at an EXEC, so an exec that fails with stage 'hello' never ran.
+   */
+  pipeline?: boolean
 }
 
 /** Opens the channel at `socketPath` (a socket inode; never a symlink) and says hello. */
@@ -210,11 +216,13 @@ export async function openChannel(socketPath: string, o: OpenOptions = {}): Prom
   }
   closeSync(fd)
   const ch = new GuestChannel(sock)
-  await ch.hello(o.timeoutMs ?? 5_000)
+  ch.ready = ch.hello(o.timeoutMs ?? 5_000)
+  if (o.pipeline) ch.ready.catch(() => undefined) // surfaces through exec()'s done
+  else await ch.ready
   return ch
 }
 
-type Waiter = {type: number; resolve: (f: Frame) => void; reject: (e: Error) => void}
+type Waiter = {type: number; check?: (f: Frame) => string | undefined; resolve: (f: Frame) => void; reject: (e: Error) => void}
 
 /** One connection to agent-init. */
 export class GuestChannel {
@@ -224,6 +232,9 @@ export class GuestChannel {
   private onFrame?: (f: Frame) => void
   private onEnd?: (e: Error) => void
   private used = false
+  private helloPending = false
+  /** Settles with the hello (openChannel awaits it unless pipelining). */
+  ready: Promise<void> = Promise.resolve()
   /** Features agent-init announced (bit 0 pty, 1 signals, 2 user, 3 stdin). */
   features = 0
 
@@ -238,8 +249,8 @@ export class GuestChannel {
       }
       for (const f of frames) {
         if (this.failure) return
-        if (this.onFrame) this.onFrame(f)
-        else if (this.waiter) this.settle(f)
+        if (this.waiter) this.settle(f)
+        else if (this.onFrame) this.onFrame(f)
         else this.fail(new ChannelError('protocol', `unsolicited frame type 0x${f.type.toString(16)}`))
       }
     })
@@ -247,16 +258,23 @@ export class GuestChannel {
     sock.on('close', () => this.fail(new ChannelError('closed', 'the guest closed the channel')))
   }
 
+  /** The answer to a request, checked before any frame after it is looked at. */
   private settle(f: Frame): void {
     const w = this.waiter!
+    if (f.type === T.ERROR) return this.fail(new ChannelError('protocol', `guest refused: ${guestText(f.payload)}`))
+    if (f.type !== w.type) return this.fail(new ChannelError('protocol', `expected frame 0x${w.type.toString(16)}, got 0x${f.type.toString(16)}`))
+    const bad = w.check?.(f)
+    if (bad) return this.fail(new ChannelError('protocol', bad))
     this.waiter = undefined
-    if (f.type === T.ERROR) w.reject(new ChannelError('protocol', `guest refused: ${guestText(f.payload)}`))
-    else if (f.type !== w.type) w.reject(new ChannelError('protocol', `expected frame 0x${w.type.toString(16)}, got 0x${f.type.toString(16)}`))
-    else w.resolve(f)
+    // At once, not when hello() resumes: frames after HELLO_OK in this same chunk belong to an exec that ran.
+    if (w.type === T.HELLO_OK) this.helloPending = false
+    w.resolve(f)
   }
 
   private fail(err: Error): void {
     if (this.failure) return
+    // Whatever breaks before the hello is answered means nothing ran: say so (stage 'hello').
+    if (this.helloPending && !(err instanceof ChannelError && err.stage === 'hello')) err = new ChannelError('hello', err.message)
     this.failure = err
     this.sock.destroy()
     this.waiter?.reject(err)
@@ -264,12 +282,12 @@ export class GuestChannel {
     this.onEnd?.(err)
   }
 
-  private request(type: number, payload: Buffer, want: number, timeoutMs: number): Promise<Frame> {
+  private request(type: number, payload: Buffer, want: number, timeoutMs: number, check?: Waiter['check']): Promise<Frame> {
     if (this.failure) return Promise.reject(this.failure)
     if (this.waiter || this.used) return Promise.reject(new ChannelError('protocol', 'channel busy'))
     return new Promise<Frame>((resolve, reject) => {
-      const t = setTimeout(() => this.fail(new ChannelError('hello', `no answer within ${timeoutMs} ms`)), timeoutMs)
-      this.waiter = {type: want, resolve: (f) => (clearTimeout(t), resolve(f)), reject: (e) => (clearTimeout(t), reject(e))}
+      const t = setTimeout(() => this.fail(new ChannelError(this.helloPending ? 'hello' : 'closed', `no answer within ${timeoutMs} ms`)), timeoutMs)
+      this.waiter = {type: want, check, resolve: (f) => (clearTimeout(t), resolve(f)), reject: (e) => (clearTimeout(t), reject(e))}
       this.sock.write(encodeFrame(type, payload))
     })
   }
@@ -279,34 +297,29 @@ export class GuestChannel {
     p.write('AGCH', 0, 'latin1')
     p.writeUInt16BE(CHANNEL_VERSION, 4)
     p.writeUInt16BE(CHANNEL_VERSION, 6)
-    let f: Frame
+    this.helloPending = true
     try {
-      f = await this.request(T.HELLO, p, T.HELLO_OK, timeoutMs)
-    } catch (err) {
-      throw err instanceof ChannelError ? new ChannelError('hello', err.message) : err
+      const f = await this.request(T.HELLO, p, T.HELLO_OK, timeoutMs, (h) =>
+        h.payload.length !== 10 || h.payload.toString('latin1', 0, 4) !== 'AGCH' || h.payload.readUInt16BE(4) !== CHANNEL_VERSION ? 'bad hello from the guest' : undefined,
+      )
+      this.features = f.payload.readUInt32BE(6)
+    } finally {
+      // fail() turned any failure meanwhile into stage 'hello' (an exec pipelined behind it never ran).
+      this.helloPending = false
     }
-    if (f.payload.length !== 10 || f.payload.toString('latin1', 0, 4) !== 'AGCH' || f.payload.readUInt16BE(4) !== CHANNEL_VERSION) {
-      this.fail(new ChannelError('hello', 'bad hello from the guest'))
-      throw this.failure!
-    }
-    this.features = f.payload.readUInt32BE(6)
   }
 
   /** Round trip of a frame that spawns nothing; returns milliseconds. */
   async ping(timeoutMs = 5_000): Promise<number> {
     const t0 = performance.now()
     const payload = Buffer.from('ping')
-    const f = await this.request(T.PING, payload, T.PONG, timeoutMs)
-    if (!f.payload.equals(payload)) {
-      this.fail(new ChannelError('protocol', 'pong does not echo the ping'))
-      throw this.failure!
-    }
+    await this.request(T.PING, payload, T.PONG, timeoutMs, (f) => (f.payload.equals(payload) ? undefined : 'pong does not echo the ping'))
     return performance.now() - t0
   }
 
   /** Starts one command; the connection is used up by it. */
   exec(spec: ChannelExecSpec, h: ChannelExecHandlers = {}): ChannelProcess {
-    if (this.used || this.waiter) throw new ChannelError('protocol', 'channel busy')
+    if (this.used || (this.waiter && !this.helloPending)) throw new ChannelError('protocol', 'channel busy')
     this.used = true
     const payload = encodeExec(spec)
     let started = false

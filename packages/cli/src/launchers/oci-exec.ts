@@ -32,7 +32,8 @@ export async function ociExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: L
     logger().debug(`${vm.id}: AGENT_EXEC_CHANNEL=off; using ${rt.bin} exec`)
   } else {
     try {
-      ch = await openChannel(channelSocketPath(ctx.paths.vmDir(vm.id)), {timeoutMs: CHANNEL_HELLO_MS})
+      // The exec goes out behind the hello, in one round trip (see OpenOptions.pipeline).
+      ch = await openChannel(channelSocketPath(ctx.paths.vmDir(vm.id)), {timeoutMs: CHANNEL_HELLO_MS, pipeline: true})
     } catch (err) {
       // Nothing ran yet, so the runtime's exec is a safe fallback.
       logger().debug(`${vm.id}: exec channel not usable (${errorMessage(err)}); falling back to ${rt.bin} exec`)
@@ -42,8 +43,8 @@ export async function ociExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: L
     try {
       return await channelExec(ch, rt, vm, ctx, req, started)
     } catch (err) {
-      if (!(err instanceof ChannelError && err.stage === 'connect')) throw err
-      logger().debug(`${vm.id}: exec channel refused the request before running it (${err.message}); falling back to ${rt.bin} exec`)
+      if (!(err instanceof ChannelError && (err.stage === 'connect' || err.stage === 'hello'))) throw err
+      logger().debug(`${vm.id}: exec channel not usable before the command ran (${err.message}); falling back to ${rt.bin} exec`)
     }
   }
   return runtimeExec(rt, vm, root, ctx, req, started)
@@ -99,6 +100,11 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   }
 
   const source: Readable | undefined = req.stdin === 'inherit' ? process.stdin : req.stdin
+  // Stdin is read only once agent-init has said hello: a fallback must find it unread.
+  const stdinReady = ch.ready.then(
+    () => true,
+    () => false,
+  )
   const onData = (b: Buffer) => {
     if (!p.write(b)) {
       source?.pause()
@@ -106,12 +112,16 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
     }
   }
   const onEnd = () => p.closeStdin()
-  if (source) {
+  let stdinOn = false
+  let settled = false
+  void stdinReady.then((ok) => {
+    if (!ok || !source || settled) return
+    stdinOn = true
     source.on('data', onData)
     source.once('end', onEnd)
     source.once('error', onEnd)
     source.resume()
-  }
+  })
 
   let hostKilled: 'deadline' | 'abort' | undefined
   const kill = (why: 'deadline' | 'abort') => {
@@ -130,9 +140,10 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   } catch (e) {
     broke = e
   } finally {
+    settled = true
     clearTimeout(timer)
     req.signal?.removeEventListener('abort', onAbort)
-    if (source) {
+    if (source && stdinOn) {
       source.off('data', onData)
       source.off('end', onEnd)
       source.off('error', onEnd)
@@ -150,6 +161,8 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
     timedOut = true
   } else if (hostKilled === 'abort') {
     exitCode = ExitCode.Interrupted
+  } else if (broke instanceof ChannelError && broke.stage === 'hello') {
+    throw broke // nothing ran: the caller falls back to the runtime's exec
   } else if (rt.oomKillsSandbox && oomKills(vm.id) > oomBefore) {
     // gVisor: the host's OOM killer took the sentry, and the channel with it.
     exitCode = ExitCode.OutOfMemory
