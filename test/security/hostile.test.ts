@@ -197,9 +197,11 @@ describe.each(LAUNCHERS)('hostile code on %s', (runtime) => {
     expect(pidsMax).toBe(runtime === 'runc' ? 64 : 8192)
     const refusedBefore = readCgroupCounter('pids', id, 'pids.events', 'max')
     expect(refusedBefore, 'pids.events of the VM').toBeDefined()
-    // `exec sleep` needs no fork, so the shell always reaches it however full the cgroup is: the
-    // exec ends at --timeout (124), not earlier with a failed fork and not after 1000 s.
-    const r = await a(['vm', 'exec', '--vm', id, '--timeout', '5', '--cmd', 'exec 2>/dev/null; f() { f | f & }; f; exec sleep 1000'], {timeoutMs: 170_000})
+    // The command's own shell forks once, while the cgroup is nearly empty, to start the bomb in a
+    // background subshell, then turns into `sleep` without forking: it never meets a full cgroup
+    // (a shell that fails to fork exits 2; with `f; sleep` its second fork could lose that race on
+    // a loaded host). So the exec ends at --timeout (124), not earlier and not after 1000 s.
+    const r = await a(['vm', 'exec', '--vm', id, '--timeout', '5', '--cmd', 'exec 2>/dev/null; f() { f | f & }; (f) & exec sleep 1000'], {timeoutMs: 170_000})
     expect(r.durationMs).toBeLessThan(150_000)
 
     if (runtime === 'runc') {
