@@ -1,4 +1,6 @@
-import {existsSync} from 'node:fs'
+import {execa, type ResultPromise} from 'execa'
+import {randomBytes} from 'node:crypto'
+import {existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {agentIn, tempState, TEST_IMAGE_STORE} from '../helpers/agent.js'
@@ -111,5 +113,92 @@ describe('an image store shared by several state dirs', () => {
     expect(sweep.stderr, 'the other state dir swept this VM as an orphan').not.toContain(id)
     expect(await buildahContainers()).toContain(`agent-${id}`)
     expect((await a(['vm', 'exec', '--vm', id, '--cmd', 'echo fine'])).stdout).toBe('fine\n')
+  })
+})
+
+// The state database itself failing: damaged, held locked by another process, or its file system
+// full. Each is a clear error (exit 5, what happened and what to do), never a stack trace, and
+// leaves no half-made row or VM dir behind.
+describe('a damaged, locked or full state database', () => {
+  const noStack = (stderr: string) => expect(stderr, stderr).not.toMatch(/^\s+at \S+ \(|internal error|Traceback/m)
+
+  it('a corrupt agent.db: exit 5 naming the file and how to recover, for reads and writes', async () => {
+    const st = tempState('agent-sec-db-corrupt-')
+    const a = agentIn({...st.env, AGENT_RUNTIME: 'runc'})
+    try {
+      expect((await a(['vm', 'list'])).code).toBe(0)
+      for (const junk of [Buffer.from('garbage'), randomBytes(8192)]) {
+        writeFileSync(join(st.dir, 'agent.db'), junk)
+        rmSync(join(st.dir, 'agent.db-wal'), {force: true})
+        rmSync(join(st.dir, 'agent.db-shm'), {force: true})
+        for (const args of [['vm', 'list'], ['vm', 'create', '--language', 'python', '--mem', '64']]) {
+          const r = await a(args)
+          expect(r.code, r.stderr).toBe(5)
+          expect(r.stderr).toMatch(/state database .*agent\.db is damaged/)
+          expect(r.stderr).toMatch(/mv .*agent\.db .*agent\.db\.bad/)
+          noStack(r.stderr)
+        }
+      }
+      expect(readdirSync(join(st.dir, 'vms'))).toEqual([])
+    } finally {
+      removeStateDir(st.dir)
+    }
+  })
+
+  it('an agent.db held locked by another process past the busy timeout: exit 5 saying so, no row, no VM dir', async () => {
+    const st = tempState('agent-sec-db-locked-')
+    const a = agentIn({...st.env, AGENT_RUNTIME: 'runc'})
+    const db = join(st.dir, 'agent.db')
+    let holder: ResultPromise | undefined
+    try {
+      expect((await a(['vm', 'list'])).code).toBe(0)
+      // Another process holds the write lock for longer than agent's 30 s busy timeout.
+      holder = execa('python3', ['-c', `import sqlite3, sys, time\nc = sqlite3.connect(${JSON.stringify(db)}, isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(120)`], {reject: false, buffer: false})
+      await new Promise<void>((resolve, reject) => {
+        holder!.stdout?.once('data', () => resolve())
+        void holder!.then((r) => reject(new Error(`lock holder ended: ${r.exitCode}`)))
+      })
+      const r = await a(['vm', 'create', '--language', 'python', '--mem', '64'])
+      expect(r.code, r.stderr).toBe(5)
+      expect(r.stderr).toMatch(/state database .*agent\.db stayed locked by another process for 30 s; nothing was changed/)
+      expect(r.stderr).toMatch(/fuser /)
+      noStack(r.stderr)
+      holder.kill('SIGKILL')
+      await holder.catch(() => undefined)
+      const rows = await a(['vm', 'list', '--all', '--json'])
+      expect(rows.code, rows.stderr).toBe(0)
+      expect(JSON.parse(rows.stdout)).toEqual([])
+      expect(readdirSync(join(st.dir, 'vms'))).toEqual([])
+    } finally {
+      holder?.kill('SIGKILL')
+      await holder?.catch(() => undefined)
+      removeStateDir(st.dir)
+    }
+  }, 120_000)
+
+  it('a full state-dir file system: exit 5 saying so, and once space is back no half row and no VM dir', async () => {
+    const dir = mkdtempSync('/var/tmp/agent-sec-db-full-')
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', dir])
+    const a = agentIn({AGENT_STATE_DIR: dir, AGENT_IMAGE_STORE: TEST_IMAGE_STORE, AGENT_RUNTIME: 'runc'})
+    try {
+      expect((await a(['vm', 'list'])).code).toBe(0)
+      // Fill it: dd stops at ENOSPC.
+      await execa('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=1M', 'count=64'], {reject: false})
+      for (const args of [['vm', 'create', '--language', 'python', '--mem', '64'], ['vm', 'list', '--all']]) {
+        const r = await a(args)
+        expect(r.code, r.stderr).toBe(5)
+        expect(r.stderr).toMatch(/the file system holding the state database .* is full; nothing was changed/)
+        noStack(r.stderr)
+      }
+      rmSync(join(dir, 'filler'))
+      const rows = await a(['vm', 'list', '--all', '--json'])
+      expect(rows.code, rows.stderr).toBe(0)
+      expect(JSON.parse(rows.stdout)).toEqual([])
+      expect(readdirSync(join(dir, 'vms'))).toEqual([])
+    } finally {
+      await a(['vm', 'clean', '--all'])
+      await execa('umount', [dir], {reject: false})
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 })

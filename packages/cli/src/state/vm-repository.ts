@@ -1,3 +1,5 @@
+import {statfsSync} from 'node:fs'
+import {dirname} from 'node:path'
 import {DataSource, In, type EntityManager} from 'typeorm'
 import {AgentError, conflict, notFound, unavailable, errorMessage} from '../errors.js'
 import {VmEntity} from './vm.entity.js'
@@ -22,19 +24,23 @@ export class VmRepository {
   // TypeORM's sqlite driver has a single connection: transactions in one process must not overlap.
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(private readonly ds: DataSource) {}
+  constructor(private readonly ds: DataSource, private readonly file = '') {}
 
   /** Runs fn in a write transaction taken up front (BEGIN IMMEDIATE), serialised within this process. */
   write<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
-      await this.ds.query('BEGIN IMMEDIATE')
+      try {
+        await this.ds.query('BEGIN IMMEDIATE')
+      } catch (err) {
+        throw dbError(this.file, err) ?? err
+      }
       try {
         const result = await fn(this.ds.manager)
         await this.ds.query('COMMIT')
         return result
       } catch (err) {
         await this.ds.query('ROLLBACK').catch(() => undefined)
-        throw err
+        throw dbError(this.file, err) ?? err
       }
     }
     const p = this.queue.then(run, run)
@@ -140,9 +146,9 @@ export async function openVmRepository(file: string): Promise<VmRepository> {
   } catch (err) {
     if (ds.isInitialized) await ds.destroy().catch(() => undefined)
     if (err instanceof AgentError) throw err
-    throw unavailable(`cannot open the state database ${file}: ${errorMessage(err)}`, 'check that the state dir is writable, or set AGENT_STATE_DIR', err)
+    throw dbError(file, err) ?? unavailable(`cannot open the state database ${file}: ${errorMessage(err)}`, 'check that the state dir is writable, or set AGENT_STATE_DIR', err)
   }
-  return new VmRepository(ds)
+  return new VmRepository(ds, file)
 }
 
 async function migrate(ds: DataSource): Promise<void> {
@@ -160,5 +166,33 @@ async function migrate(ds: DataSource): Promise<void> {
   } catch (err) {
     await ds.query('ROLLBACK').catch(() => undefined)
     throw err
+  }
+}
+
+/**
+ * The state database's own failures in words: locked past the busy timeout by another process, a
+ * full file system, a file that is not (or no longer) an SQLite database. Undefined for the rest.
+ */
+export function dbError(file: string, err: unknown): AgentError | undefined {
+  if (err instanceof AgentError) return undefined
+  const msg = errorMessage(err)
+  if (/SQLITE_BUSY|database is locked/.test(msg)) {
+    return unavailable(`the state database ${file} stayed locked by another process for ${BUSY_TIMEOUT_MS / 1000} s; nothing was changed`, `find the process holding it (fuser ${file}) and end it, then try again`, err)
+  }
+  if (/SQLITE_FULL|database or disk is full|ENOSPC/.test(msg) || (/SQLITE_IOERR/.test(msg) && noSpaceLeft(file))) {
+    return unavailable(`the file system holding the state database ${file} is full; nothing was changed`, 'free space there (or set AGENT_STATE_DIR elsewhere) and try again', err)
+  }
+  if (/SQLITE_NOTADB|SQLITE_CORRUPT|file is not a database|malformed/.test(msg)) {
+    return unavailable(`the state database ${file} is damaged (${msg})`, `move it away (mv ${file} ${file}.bad): agent makes a new, empty one; VMs it recorded are then leftovers that \`agent vm clean --all\` removes`, err)
+  }
+  return undefined
+}
+
+function noSpaceLeft(file: string): boolean {
+  try {
+    const st = statfsSync(dirname(file))
+    return st.bavail === 0 || st.ffree === 0
+  } catch {
+    return false
   }
 }
