@@ -1,24 +1,14 @@
 import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import {DEFAULT_GVISOR_PLATFORM} from '../../packages/cli/src/launchers/gvisor-version.js'
-import {agentIn, tempState} from '../helpers/agent.js'
+import {vmForTests} from '../helpers/agent.js'
 
 // Issue 21: the first commands a new user types work in a default gVisor VM (runsc 0.0~20221219
 // failed every coreutils statx with EINVAL: "ls: cannot access '/': Invalid argument").
 describe('a default gVisor VM', () => {
-  const st = tempState('agent-gvisor-')
-  const a = agentIn({...st.env, AGENT_LAUNCHER: 'gvisor'})
   let id = ''
-  beforeAll(async () => {
-    const r = await a(['vm', 'create', '--language', 'python', '--mem', '128'])
-    expect(r.code, r.stderr).toBe(0)
-    id = r.stdout.trim()
-  })
-  afterAll(async () => {
-    await a(['vm', 'clean', '--all'])
-    st.cleanup()
-  })
+  const {st, a} = vmForTests({prefix: 'agent-gvisor-', launcher: 'gvisor', onCreate: (v) => (id = v)})
 
   it('ls -la /: every entry, nothing on stderr', async () => {
     const r = await a(['vm', 'exec', '--vm', id, '--cmd', 'ls -la /'])

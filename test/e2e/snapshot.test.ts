@@ -1,22 +1,16 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, describe, expect, it} from 'vitest'
 import {Buildah} from '../../packages/cli/src/images/buildah.js'
 import {imageStore} from '../../packages/cli/src/images/storage.js'
-import {agentIn, tempState, TEST_IMAGE_STORE} from '../helpers/agent.js'
+import {TEST_IMAGE_STORE, vmForTests} from '../helpers/agent.js'
 
 describe.each(['gvisor', 'runc'] as const)('vm snapshot on %s', (launcher) => {
-  const st = tempState(`agent-snap-${launcher}-`)
-  const a = agentIn({...st.env, AGENT_LAUNCHER: launcher})
   const tag = `localhost/agent-test/snap-${launcher}-${process.pid}:1`
   let id = ''
-  beforeAll(async () => {
-    const r = await a(['vm', 'create', '--language', 'python', '--mem', '128'])
-    expect(r.code, r.stderr).toBe(0)
-    id = r.stdout.trim()
-  })
+  const {st, a} = vmForTests({prefix: `agent-snap-${launcher}-`, launcher, onCreate: (v) => (id = v)})
+  // Registered after vmForTests' hook, so it runs first (hooks unwind as a stack).
   afterAll(async () => {
     await a(['vm', 'clean', '--all'])
     await a(['image', 'rm', tag])
-    st.cleanup()
   })
 
   it('commits a running VM\'s files into an image that a new VM starts from; the VM runs on', async () => {

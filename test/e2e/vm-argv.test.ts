@@ -1,20 +1,10 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {agentIn, tempState} from '../helpers/agent.js'
+import {describe, expect, it} from 'vitest'
+import {vmForTests} from '../helpers/agent.js'
 
 // `vm exec/run --vm ID -- argv...`: the argv runs as is, with no shell in between.
 describe.each(['gvisor', 'runc'] as const)('argv form on %s', (launcher) => {
-  const st = tempState(`agent-argv-${launcher}-`)
-  const a = agentIn({...st.env, AGENT_LAUNCHER: launcher})
   let id = ''
-  beforeAll(async () => {
-    const r = await a(['vm', 'create', '--language', 'python', '--mem', '128'])
-    expect(r.code, r.stderr).toBe(0)
-    id = r.stdout.trim()
-  })
-  afterAll(async () => {
-    await a(['vm', 'clean', '--all'])
-    st.cleanup()
-  })
+  const {st, a} = vmForTests({prefix: `agent-argv-${launcher}-`, launcher, onCreate: (v) => (id = v)})
 
   it('runs an argv without a shell: no expansion, quoting kept, exit code passed through', async () => {
     const py = await a(['vm', 'exec', '--vm', id, '--', 'python3', '-c', 'print(6*7)'])

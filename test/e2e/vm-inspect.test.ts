@@ -1,18 +1,13 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {agentIn, tempState} from '../helpers/agent.js'
+import {describe, expect, it} from 'vitest'
+import {vmForTests} from '../helpers/agent.js'
 
 describe.each(['gvisor', 'runc'] as const)('vm inspect on %s', (launcher) => {
-  const st = tempState(`agent-inspect-${launcher}-`)
-  const a = agentIn({...st.env, AGENT_LAUNCHER: launcher})
   let id = ''
-  beforeAll(async () => {
-    const r = await a(['vm', 'create', '--language', 'python', '--mem', '128', '--disk', '256', '--pids', '100', '--cpu', '0.5', '--persist', '--name', `insp-${launcher}`])
-    expect(r.code, r.stderr).toBe(0)
-    id = r.stdout.trim()
-  })
-  afterAll(async () => {
-    await a(['vm', 'clean', '--all'])
-    st.cleanup()
+  const {st, a} = vmForTests({
+    prefix: `agent-inspect-${launcher}-`,
+    launcher,
+    create: ['--disk', '256', '--pids', '100', '--cpu', '0.5', '--persist', '--name', `insp-${launcher}`],
+    onCreate: (v) => (id = v),
   })
 
   it('shows the record, limits, and usage read from the cgroup and the disk', async () => {

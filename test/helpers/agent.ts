@@ -1,4 +1,5 @@
 import {execa} from 'execa'
+import {afterAll, beforeAll, expect} from 'vitest'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -52,4 +53,23 @@ export function tempState(prefix = 'agent-test-'): {dir: string; env: Record<str
 /** Binds a state env to `agent`, for brevity in tests. */
 export function agentIn(env: Record<string, string>) {
   return (args: string[], opts: RunOptions = {}) => agent(args, {...opts, env: {...env, ...opts.env}})
+}
+
+/**
+ * One state dir and one python VM for a test file (or a describe block): the VM is created in
+ * beforeAll (its id handed to `onCreate`), and every VM of the state dir is cleaned in afterAll.
+ */
+export function vmForTests(o: {prefix: string; launcher: string; create?: string[]; onCreate: (id: string) => void}) {
+  const st = tempState(o.prefix)
+  const a = agentIn({...st.env, AGENT_LAUNCHER: o.launcher})
+  beforeAll(async () => {
+    const r = await a(['vm', 'create', '--language', 'python', '--mem', '128', ...(o.create ?? [])])
+    expect(r.code, r.stderr).toBe(0)
+    o.onCreate(r.stdout.trim())
+  })
+  afterAll(async () => {
+    await a(['vm', 'clean', '--all'])
+    st.cleanup()
+  })
+  return {st, a}
 }
