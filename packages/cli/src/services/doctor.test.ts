@@ -74,7 +74,7 @@ describe('doctor service', () => {
     const env = {PATH: empty}
     const launchers = [new KrunvmLauncher({env, platform: 'linux'}), new GvisorLauncher(), new RuncLauncher()]
     const r = await runDoctor({paths}, {env, platform: 'linux', launchers})
-    for (const id of ['runsc', 'runc', 'krunvm', 'buildah', 'slirp4netns']) {
+    for (const id of ['runsc', 'runc', 'krunvm', 'buildah', 'slirp4netns', 'nft', 'dnsmasq']) {
       const c = r.checks.find((x) => x.id === id)!
       expect(c, id).toMatchObject({ok: false, detail: 'not found on PATH'})
       expect(c.fix, id).toMatch(/install/)
@@ -138,6 +138,6 @@ describe('doctor service', () => {
     expect((await allLaunchers()).map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc'])
     const r = await runDoctor({paths}, {platform: 'linux'})
     expect(r.launchers.map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc'])
-    expect(r.checks.map((c) => c.id)).toEqual(['state-dir', 'krunvm', 'hypervisor', 'runsc', 'slirp4netns', 'cgroups', 'runc', 'buildah', 'image-storage'])
+    expect(r.checks.map((c) => c.id)).toEqual(['state-dir', 'krunvm', 'hypervisor', 'runsc', 'slirp4netns', 'nft', 'dnsmasq', 'cgroups', 'runc', 'buildah', 'image-storage'])
   })
 })
