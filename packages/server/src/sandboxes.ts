@@ -4,10 +4,10 @@
  * metadata, env vars, lifetime, origin) is kept next to the VM in `vms/<id>/e2b.json`, so it
  * is removed with the VM whoever cleans it, and survives a crash of the server.
  */
-import {createHmac, randomBytes} from 'node:crypto'
-import {existsSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
+import {createHmac} from 'node:crypto'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {cleanVm, createVm, errorMessage, listVms, logger, parseLanguageRef, resolveVm, startVm, type ServiceContext, type VmRecord} from './floor.js'
+import {cleanVm, createVm, errorMessage, listVms, logger, parseLanguageRef, resolveVm, startVm, writeFileAtomic, type ServiceContext, type VmRecord} from './floor.js'
 import {DEFAULT_HOME, runInGuest, scriptCommand} from './guest.js'
 import {HttpError} from './http-errors.js'
 
@@ -133,10 +133,7 @@ export class Sandboxes {
   }
 
   private writeMeta(id: string, meta: SandboxMeta): void {
-    const p = this.metaPath(id)
-    const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`
-    writeFileSync(tmp, JSON.stringify(meta), {mode: 0o600})
-    renameSync(tmp, p)
+    writeFileAtomic(this.metaPath(id), JSON.stringify(meta))
     this.metas.set(id, meta)
   }
 

@@ -1,5 +1,6 @@
-import {mkdirSync, writeFileSync, existsSync, renameSync} from 'node:fs'
+import {mkdirSync, existsSync} from 'node:fs'
 import {join, resolve} from 'node:path'
+import {writeFileAtomic} from '../util/files.js'
 
 /** The environment and flags that point buildah (and krunvm's buildah) at our storage. */
 export interface ImageStore {
@@ -38,12 +39,12 @@ export function imageStore(stateRoot: string, env: NodeJS.ProcessEnv = process.e
     for (const sub of ['storage', 'runroot', 'host-var-lib-containers']) mkdirSync(join(dir, sub), {recursive: true, mode: 0o700})
     // TOML basic strings share JSON's escapes for what a path can hold.
     const q = (s: string) => JSON.stringify(s)
-    writeAtomic(
+    writeFileAtomic(
       storageConf,
       `# Written by agent: image storage isolated under ${dir}\n[storage]\ndriver = "overlay"\ngraphroot = ${q(join(dir, 'storage'))}\nrunroot = ${q(join(dir, 'runroot'))}\n`,
     )
-    writeAtomic(policy, JSON.stringify({default: [{type: 'insecureAcceptAnything'}]}, null, 2) + '\n')
-    writeAtomic(registries, '# Written by agent\nunqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n')
+    writeFileAtomic(policy, JSON.stringify({default: [{type: 'insecureAcceptAnything'}]}, null, 2) + '\n')
+    writeFileAtomic(registries, '# Written by agent\nunqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n')
   }
   return {
     dir,
@@ -57,9 +58,3 @@ export function imageStore(stateRoot: string, env: NodeJS.ProcessEnv = process.e
   }
 }
 
-/** Several agent processes may set up one shared store at once: never let one read a half-written file. */
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`
-  writeFileSync(tmp, text, {mode: 0o600})
-  renameSync(tmp, path)
-}

@@ -1,4 +1,5 @@
-import {copyFileSync, constants, lstatSync, mkdirSync, cpSync, existsSync, realpathSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import {copyFileSync, constants, lstatSync, mkdirSync, cpSync, existsSync, realpathSync, renameSync, writeFileSync} from 'node:fs'
 import {basename, join, resolve} from 'node:path'
 import {AgentError, usageError} from '../errors.js'
 
@@ -45,4 +46,11 @@ export function copyOutputs(outDir: string, dest: string): void {
   mkdirSync(dest, {recursive: true})
   // outDir itself may be agent's link to the VM's disk; links inside it are the guest's and stay links.
   if (existsSync(outDir)) cpSync(realpathSync(outDir), dest, {recursive: true, dereference: false, verbatimSymlinks: true, force: true})
+}
+
+/** Writes a file whole or not at all: a reader (another agent process) never sees it half-written. */
+export function writeFileAtomic(path: string, text: string, mode = 0o600): void {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  writeFileSync(tmp, text, {mode})
+  renameSync(tmp, path)
 }

@@ -8,10 +8,10 @@
  * MCP, never the VMs someone made with `agent vm create` or through the E2B API.
  */
 import {randomBytes} from 'node:crypto'
-import {existsSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {posix, join} from 'node:path'
 import {Readable} from 'node:stream'
-import {cleanVm, createVm, errorMessage, execVm, listVms, logger, resolveVm, AgentError, type ExecResult, type ServiceContext, type VmRecord} from '../floor.js'
+import {cleanVm, createVm, errorMessage, execVm, listVms, logger, resolveVm, writeFileAtomic, AgentError, type ExecResult, type ServiceContext, type VmRecord} from '../floor.js'
 import {GuestFs} from '../guest-fs.js'
 import {scriptCommand} from '../guest.js'
 import {OPTION_FLAGS, type McpOptions} from './options.js'
@@ -107,10 +107,7 @@ export class McpSandboxes {
   }
 
   private writeMeta(id: string, meta: McpMeta): void {
-    const p = this.metaPath(id)
-    const tmp = `${p}.${randomBytes(4).toString('hex')}.tmp`
-    writeFileSync(tmp, JSON.stringify(meta), {mode: 0o600})
-    renameSync(tmp, p)
+    writeFileAtomic(this.metaPath(id), JSON.stringify(meta))
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

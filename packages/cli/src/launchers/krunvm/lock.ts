@@ -8,11 +8,12 @@
  * (no waiting): the caller gets a conflict error.
  */
 import {randomBytes} from 'node:crypto'
-import {linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {linkSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {conflict} from '../../errors.js'
 import {logger} from '../../logging/logger.js'
 import {alive, killProcess} from '../../system/index.js'
+import {writeFileAtomic} from '../../util/files.js'
 
 export interface LockInfo {
   pid: number
@@ -69,10 +70,7 @@ export function acquireLock(vmDir: string, id: string): LockInfo {
 
 /** Records the krunvm process of a held lock, so that `stop` (another agent process) can kill it. */
 export function recordKrunvm(vmDir: string, lock: LockInfo, krunvmPid: number, group: boolean): void {
-  const f = lockFile(vmDir)
-  const tmp = `${f}.${process.pid}.${lock.token}.tmp`
-  writeFileSync(tmp, JSON.stringify({...lock, krunvmPid, group} satisfies LockInfo))
-  renameSync(tmp, f)
+  writeFileAtomic(lockFile(vmDir), JSON.stringify({...lock, krunvmPid, group} satisfies LockInfo))
 }
 
 /** Gives the lock back, if it is still ours (a stale-lock takeover may have replaced it). */
