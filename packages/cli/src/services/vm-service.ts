@@ -3,7 +3,6 @@ import {existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeS
 import {join} from 'node:path'
 import {FileTypeError, fileRunArgv, type Runtime} from '@agent/runtime-kit'
 import {AgentError, conflict, errorMessage, usageError} from '../errors.js'
-import {chooseImage, ensureImage} from '../images/resolve.js'
 import {requireCapability, type ExecRequest, type ExecResult, type Launcher, type RuntimeState} from '../launchers/launcher.js'
 import {LAUNCHER_OPTIONS} from '../launchers/options.js'
 import {checkPolicy, normalizeAllow, normalizeHoles} from '../launchers/egress-policy.js'
@@ -84,6 +83,8 @@ export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<C
     if (!existsSync(persistFromDir)) throw usageError(`no kept persist dir for ${o.persistFrom} (looked in ${persistFromDir})`)
   }
   const persistMib = persistSize(o, persistFromDir)
+  // Image resolution (and its buildah calls) is loaded only by create.
+  const {chooseImage, ensureImage} = await import('../images/resolve.js')
   const choice = await chooseImage({language: runtime.language, runtime, version, flagImage: o.image, buildah: ctx.buildah, stateRoot: ctx.paths.root})
   ctx.info(`image ${choice.image} (${choice.reason})`)
   await ensureImage(choice, ctx.buildah, runtime.language)

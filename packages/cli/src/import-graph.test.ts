@@ -1,0 +1,88 @@
+import {spawnSync} from 'node:child_process'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {openVmRepository} from './state/vm-repository.js'
+import {vmRecord} from './state/vm-record.js'
+
+// Start-up cost is mostly module loading (bench/REPORT.md): each command must load only what it
+// uses. This runs the built CLI (dist/, as `agent` does) with a preload that records every module
+// the process loads: ESM through a loader hook's `load`, CommonJS from require.cache at exit.
+const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url))
+const dist = fileURLToPath(new URL('../dist/commands/vm/list.js', import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), 'agent-imports-'))
+const preload = join(dir, 'trace.mjs')
+const stateDir = join(dir, 'state')
+
+writeFileSync(
+  preload,
+  `import {register, createRequire} from 'node:module'
+import {appendFileSync, writeFileSync} from 'node:fs'
+const out = process.env.AGENT_TRACE_OUT
+writeFileSync(out, '')
+const hook = \`import {appendFileSync} from 'node:fs'
+let out
+export function initialize(d) { out = d.out }
+export async function load(url, context, next) { appendFileSync(out, url + '\\\\n'); return next(url, context) }\`
+register('data:text/javascript,' + encodeURIComponent(hook), {parentURL: import.meta.url, data: {out}})
+const req = createRequire(import.meta.url)
+process.on('exit', () => appendFileSync(out, Object.keys(req.cache).map((f) => 'file://' + f).join('\\n') + '\\n'))
+`,
+)
+
+/** The files (as paths) that `agent <argv>` loaded, and how it ended. */
+function loaded(argv: string[]): {files: string[]; status: number | null; stderr: string} {
+  const out = join(dir, `trace-${argv.join('_').replace(/\W+/g, '_')}.txt`)
+  const r = spawnSync(process.execPath, ['--import', preload, bin, ...argv], {
+    env: {...process.env, AGENT_STATE_DIR: stateDir, AGENT_TRACE_OUT: out, AGENT_LOG_LEVEL: 'info', AGENT_LOG_FILE: ''},
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  const files = [...new Set(readFileSync(out, 'utf8').split('\n').filter(Boolean).map((u) => u.replace(/^file:\/\//, '')))]
+  return {files, status: r.status, stderr: r.stderr}
+}
+
+const pkg = (files: string[], name: string) => files.filter((f) => f.includes(`/node_modules/${name}/`))
+
+beforeAll(async () => {
+  if (!existsSync(dist)) throw new Error('packages/cli/dist is not built: run `npm run build` first')
+  // Two VMs the fan-out can be asked about (stopped: nothing is run, each fails on its own).
+  const repo = await openVmRepository(join(stateDir, 'agent.db'))
+  for (const id of ['python-0000000a', 'python-0000000b']) await repo.insert(vmRecord({id, plugin: 'test@0', image: 'img', imageSource: 'flag', launcher: 'runc', status: 'stopped'}))
+  await repo.close()
+})
+afterAll(() => rmSync(dir, {recursive: true, force: true}))
+
+describe('import graph', () => {
+  it('the tracer sees both ESM and CommonJS loads (else the checks below prove nothing)', () => {
+    const {files} = loaded(['vm', 'list', '--all'])
+    expect(pkg(files, '@oclif/core').length).toBeGreaterThan(0) // CommonJS
+    expect(pkg(files, 'typeorm').length).toBeGreaterThan(0) // the list reads the database
+    expect(files.some((f) => f.endsWith('/dist/commands/vm/list.js'))).toBe(true) // ESM
+  })
+
+  it('agent --version loads no TypeORM, sqlite3, listr2, winston or execa', () => {
+    const {files, status} = loaded(['--version'])
+    expect(status).toBe(0)
+    for (const name of ['typeorm', 'sqlite3', 'listr2', 'winston', 'execa']) expect(pkg(files, name), name).toEqual([])
+  })
+
+  it('agent vm list loads no listr2, no winston file transport, no image builder', () => {
+    const {files, status} = loaded(['vm', 'list', '--all'])
+    expect(status).toBe(0)
+    expect(pkg(files, 'listr2')).toEqual([])
+    expect(files.filter((f) => f.includes('/winston/lib/winston/transports/file'))).toEqual([])
+    expect(files.filter((f) => /\/dist\/(images\/resolve|images\/base-image|services\/fanout)\.js$/.test(f))).toEqual([])
+  })
+
+  it('only vm exec with several VMs loads listr2', () => {
+    const one = loaded(['vm', 'exec', '--vm', 'python-0000000a', '--cmd', 'true'])
+    expect(one.status, one.stderr).not.toBe(0) // the VM is stopped
+    expect(pkg(one.files, 'listr2')).toEqual([])
+    const several = loaded(['vm', 'exec', '--vm', 'python-0000000a', '--vm', 'python-0000000b', '--cmd', 'true'])
+    expect(several.status, several.stderr).toBe(6) // each VM fails on its own
+    expect(pkg(several.files, 'listr2').length).toBeGreaterThan(0)
+  })
+})
