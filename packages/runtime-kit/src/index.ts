@@ -72,6 +72,8 @@ export interface RuntimeDeclaration {
   hello: readonly string[]
   /** The argv that prints the runtime's version. */
   version: readonly string[]
+  /** The language's interactive REPL (`agent vm shell ID --repl`), as an argv; left out when it has none. */
+  repl?: readonly string[]
   /** File extension (with the dot) to argv. `{file}` stands for the file's guest path. */
   fileRun: Readonly<Record<string, FileRunCommand>>
   /** Extra environment for every command run in a VM of this language. */
@@ -176,6 +178,7 @@ export function defineRuntime(decl: RuntimeDeclaration): Runtime {
   }
   if (!isArgv(d.hello)) problems.push('hello must be a non-empty argv array of strings')
   if (!isArgv(d.version)) problems.push('version must be a non-empty argv array of strings')
+  if (d.repl !== undefined && !isArgv(d.repl)) problems.push('repl must be a non-empty argv array of strings')
   if (!d.fileRun || typeof d.fileRun !== 'object' || Array.isArray(d.fileRun) || Object.keys(d.fileRun).length === 0)
     problems.push('fileRun must map at least one extension (".py") to an argv')
   else

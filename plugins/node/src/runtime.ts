@@ -17,6 +17,7 @@ export const runtime: RuntimeDeclaration = {
   ],
   hello: ['node', '-e', 'console.log(`hello from node ${process.version}`)'],
   version: ['node', '--version'],
+  repl: ['node'],
   fileRun: {'.js': ['node', '{file}'], '.mjs': ['node', '{file}'], '.cjs': ['node', '{file}']},
   env: {NODE_ENV: 'production'},
 }

@@ -15,6 +15,7 @@ export const runtime: RuntimeDeclaration = {
   ],
   hello: ['python3', '-c', 'import sys; print(f"hello from python {sys.version.split()[0]}")'],
   version: ['python3', '--version'],
+  repl: ['python3'],
   fileRun: {'.py': ['python3', '{file}']},
   env: {PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1'},
 }

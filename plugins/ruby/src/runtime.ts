@@ -14,5 +14,6 @@ export const runtime: RuntimeDeclaration = {
   ],
   hello: ['ruby', '-e', 'puts "hello from ruby #{RUBY_VERSION}"'],
   version: ['ruby', '--version'],
+  repl: ['irb'],
   fileRun: {'.rb': ['ruby', '{file}']},
 }

@@ -31,6 +31,12 @@ export interface ExecCommandInput {
   /** The command after `--`, run without a shell. */
   argv?: string[]
   hello?: boolean
+  /** `vm shell`: the image's shell or the runtime's REPL (implies interactive + tty). */
+  shell?: 'shell' | 'repl'
+  /** -i: stream stdin even when it is a terminal. */
+  interactive?: boolean
+  /** -t: run on a PTY in the guest (needs stdin to be a terminal; one VM; no --json). */
+  tty?: boolean
   env?: string[]
   workdir?: string
   timeout: number
@@ -46,7 +52,13 @@ export interface ExecCommandInput {
 export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInput, print: (s: string) => void): Promise<ExecJson[]> {
   if (!input.vm?.length && !input.all) throw usageError('say which VMs: --vm ID (repeatable) or --all')
   const env = parseEnv(input.env)
-  const base: Omit<ExecOptions, 'output'> = {cmd: input.cmd, argv: input.argv?.length ? input.argv : undefined, hello: input.hello, files: input.file, env, workdir: input.workdir, timeoutSec: input.timeout, outDir: input.out}
+  const base: Omit<ExecOptions, 'output'> = {cmd: input.cmd, argv: input.argv?.length ? input.argv : undefined, hello: input.hello, shell: input.shell, files: input.file, env, workdir: input.workdir, timeoutSec: input.timeout, outDir: input.out}
+  if (input.tty || input.interactive) {
+    const flag = input.tty ? '-t' : '-i'
+    if (input.all || (input.vm?.length ?? 0) > 1) throw usageError(`${flag} works with one VM (--vm ID), not several`)
+    if (input.json) throw usageError(`${flag} and --json do not go together: an interactive session streams`)
+  }
+  if (input.tty) return [await runTerminal(ctx, input.vm![0]!, base, input)]
   const refs = input.all ? (await listVms(ctx, {status: 'running'})).map((v) => v.id) : [...new Set(input.vm)]
   if (refs.length === 0) {
     logger().info('no running VMs: nothing to do')
@@ -65,7 +77,8 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
       }
       return [doc]
     }
-    const stdin = process.stdin.isTTY ? undefined : 'inherit'
+    // A terminal's stdin is passed only with -i: a command that does not read it must not wait for it.
+    const stdin = input.interactive || !process.stdin.isTTY ? 'inherit' : undefined
     const {vm, result} = await execVm(ctx, ref, {...base, output: 'inherit', stdin})
     const why = describeExit(vm, result, input.timeout)
     if (why) logger().error(why)
@@ -107,6 +120,33 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
   }
   failIfAny(docs.filter((d) => d.error || d.exitCode !== 0).map((d) => `${d.id}: ${d.error ?? `exit ${d.exitCode}`}`), refs.length, ctx.signal?.aborted, input.json ? () => print(JSON.stringify(docs, null, 2)) : undefined)
   return docs
+}
+
+/**
+ * `-t` (and `vm shell`): the command runs on a PTY in the guest, sized like ours and resized with
+ * it. With -i our terminal is in raw mode for the whole session, so keys (^C, ^D, ^Z) reach the
+ * guest as bytes; raw mode is left on every way out.
+ */
+async function runTerminal(ctx: ServiceContext, ref: string, base: Omit<ExecOptions, 'output'>, input: ExecCommandInput): Promise<ExecJson> {
+  const {requireTerminal, takeTerminal} = await import('./terminal.js')
+  requireTerminal(
+    input.shell ? 'vm shell' : '-t',
+    input.shell ? 'run it from a terminal; to feed commands from a pipe: `echo ... | agent vm exec --vm ID -- sh`' : 'run it from a terminal, or leave out -t to pipe stdin (`echo ... | agent vm exec --vm ID -- cat`)',
+  )
+  // The guest's programs learn what the terminal understands, as under `docker exec -t`.
+  const env = {TERM: process.env.TERM || 'xterm', ...base.env}
+  let out: {vm: VmRecord; result: ExecResult}
+  const term = await takeTerminal(Boolean(input.interactive))
+  try {
+    out = await execVm(ctx, ref, {...base, env, output: 'inherit', stdin: input.interactive ? 'inherit' : undefined, tty: term.size, onResize: term.onResize})
+  } finally {
+    term.restore()
+  }
+  const {vm, result} = out
+  const why = describeExit(vm, result, input.timeout)
+  if (why) logger().error(why)
+  if (result.exitCode !== 0) throw new GuestExit(result.exitCode)
+  return toJson(vm.id, vm, result)
 }
 
 /** Ends a fan-out with a summary naming each VM that failed. */

@@ -23,7 +23,8 @@ export const execFlags = {
   cmd: Flags.string({char: 'c', summary: 'Shell command line to run in the VM (/bin/sh -c).'}),
   env: Flags.string({char: 'e', multiple: true, summary: 'Environment variable NAME=VALUE (repeatable).'}),
   workdir: Flags.string({char: 'w', summary: 'Working directory inside the VM.'}),
-  timeout: Flags.integer({char: 't', min: 1, max: 86_400, default: 30, summary: 'Seconds before the command and all its children are killed (exit 124).'}),
+  // No -t: that is a terminal (`vm exec -it`), as in docker.
+  timeout: Flags.integer({min: 1, max: 86_400, default: 30, summary: 'Seconds before the command and all its children are killed (exit 124).'}),
   file: Flags.string({char: 'f', multiple: true, summary: 'Host file to copy into /in (base name kept; repeatable).'}),
   out: Flags.directory({summary: 'Copy the VM\'s /out into this host directory afterwards.'}),
 }

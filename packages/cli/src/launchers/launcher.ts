@@ -54,14 +54,31 @@ export interface LauncherRefs {
   bundleRef: string | null
 }
 
+/** A terminal's size in character cells. */
+export interface TtySize {
+  rows: number
+  cols: number
+}
+
 export interface ExecRequest {
   argv: readonly string[]
   env?: Readonly<Record<string, string>>
   workdir?: string
-  /** Seconds; the whole process tree in the guest is killed when it runs out. */
+  /** Seconds; the whole process tree in the guest is killed when it runs out. 0: no timeout. */
   timeoutSec: number
   /** 'inherit' streams the caller's stdin; a stream is piped in; undefined gives /dev/null. */
   stdin?: 'inherit' | Readable
+  /**
+   * Run the command on a new PTY of this size in the guest (its controlling terminal; stdout and
+   * stderr both arrive as stdout). Only for a launcher whose `capabilities.tty` is true. Stdin
+   * bytes go to the PTY as they are: a caller in raw mode delivers ^C and ^D to the guest.
+   */
+  tty?: TtySize
+  /**
+   * With `tty`: the launcher hands its resize function over once the command runs; the caller
+   * calls it when its terminal changes size (SIGWINCH). Returns what stops the calls.
+   */
+  onResize?: (resize: (size: TtySize) => void) => () => void
   /** 'inherit' streams live to our stdout/stderr; 'capture' keeps output (capped at maxCaptureBytes). */
   output: 'inherit' | 'capture'
   maxCaptureBytes?: number

@@ -13,7 +13,7 @@ import type {VmRecord} from '../state/vm-record.js'
 import {CappedOutput, start, TailBuffer, tryRun} from '../system/index.js'
 import {ChannelError, type ChannelExit, type ChannelProcess, channelSocketPath, type GuestChannel, openChannel} from './guest-channel.js'
 import {oomKills} from './host-cgroups.js'
-import type {ExecRequest, ExecResult, LaunchContext} from './launcher.js'
+import type {ExecRequest, ExecResult, LaunchContext, TtySize} from './launcher.js'
 import {containerName, type OciRuntime} from './oci.js'
 import {DEFAULT_PATH, INIT_PATH} from './oci-spec.js'
 
@@ -60,7 +60,8 @@ function guestEnv(vm: VmRecord, ctx: LaunchContext, req: ExecRequest): Record<st
  * as does this process dying. A channel that breaks mid-command is an error, never a re-run.
  */
 async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: LaunchContext, req: ExecRequest, started: number): Promise<ExecResult> {
-  const timeoutSec = Math.max(1, Math.ceil(req.timeoutSec))
+  // 0: no deadline at all (an interactive session), neither the guest's nor ours.
+  const timeoutSec = req.timeoutSec > 0 ? Math.max(1, Math.ceil(req.timeoutSec)) : 0
   const max = req.maxCaptureBytes ?? DEFAULT_MAX_CAPTURE
   const capture = req.output === 'capture'
   const out = new CappedOutput(max)
@@ -79,7 +80,7 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   }
   try {
     p = ch.exec(
-      {argv: req.argv, env: guestEnv(vm, ctx, req), cwd: req.workdir, timeoutMs: timeoutSec * 1000, stdin: Boolean(req.stdin)},
+      {argv: req.argv, env: guestEnv(vm, ctx, req), cwd: req.workdir, timeoutMs: timeoutSec * 1000, stdin: Boolean(req.stdin), pty: req.tty && ttySize(req.tty)},
       {
         onStdout: (b) => {
           if (capture) out.push(b)
@@ -128,7 +129,18 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
     hostKilled ??= why
     p.abort()
   }
-  const timer = setTimeout(() => kill('deadline'), timeoutSec * 1000 + HOST_GRACE_MS)
+  const timer = timeoutSec ? setTimeout(() => kill('deadline'), timeoutSec * 1000 + HOST_GRACE_MS) : undefined
+  // The caller's terminal changed size: tell the guest's PTY (only once the hello is answered).
+  const unResize = req.tty
+    ? req.onResize?.((size) => {
+        void stdinReady.then((ok) => {
+          if (ok && !settled) {
+            const s = ttySize(size)
+            p.resize(s.rows, s.cols)
+          }
+        })
+      })
+    : undefined
   const onAbort = () => kill('abort')
   if (req.signal?.aborted) onAbort()
   req.signal?.addEventListener('abort', onAbort, {once: true})
@@ -142,6 +154,7 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   } finally {
     settled = true
     clearTimeout(timer)
+    unResize?.()
     req.signal?.removeEventListener('abort', onAbort)
     if (source && stdinOn) {
       source.off('data', onData)
@@ -174,11 +187,17 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   return {...finishOom(rt, vm, exitCode, timedOut, oomBefore), stdout: out.text(), stderr: err.text(), stdoutTruncated: out.truncated, stderrTruncated: err.truncated, durationMs: Date.now() - started}
 }
 
+/** A PTY size the guest takes (1..65535 each); a terminal that reports 0 gets the classic 24x80. */
+function ttySize(s: TtySize): TtySize {
+  const fit = (n: number, dflt: number) => (Number.isFinite(n) && n >= 1 ? Math.min(65_535, Math.round(n)) : dflt)
+  return {rows: fit(s.rows, 24), cols: fit(s.cols, 80)}
+}
+
 /**
  * OOM: the host memory cgroup's oom_kill counter (cgroup v1 memory.oom_control); the guest
  * cannot tell it. runc: the kernel killed a guest process; it is ours when the command died of
- * SIGKILL. runsc: gVisor has no guest OOM killer here; the host kills the sentry, i.e. the whole
- * sandbox dies (the exec then fails). start() brings it back.
+ * SIGKILL. runsc on ptrace: the host kills the sentry, i.e. the whole sandbox dies (the exec then
+ * fails, no exit is reported) and start() brings it back; on systrap only the culprit dies.
  */
 function finishOom(rt: OciRuntime, vm: VmRecord, exitCode: number, timedOut: boolean, oomBefore: number): {exitCode: number; timedOut: boolean; oom: boolean} {
   if (!timedOut && oomKills(vm.id) > oomBefore && (rt.spec === 'runsc' || exitCode === ExitCode.OutOfMemory)) return {exitCode: ExitCode.OutOfMemory, timedOut, oom: true}
@@ -187,9 +206,16 @@ function finishOom(rt: OciRuntime, vm: VmRecord, exitCode: number, timedOut: boo
 
 /** Through `runsc exec` / `runc exec` and `agent-init exec` (the way before the channel). */
 async function runtimeExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: LaunchContext, req: ExecRequest, started: number): Promise<ExecResult> {
+  if (req.tty) {
+    // Nothing has run yet. A terminal needs the channel's PTY: the runtime's exec path pipes output through us.
+    throw new AgentError('unavailable', `VM ${vm.id} cannot attach a terminal: its exec channel does not answer, and the ${rt.bin} exec fallback has no terminal`, {
+      hint: process.env.AGENT_EXEC_CHANNEL === 'off' ? 'unset AGENT_EXEC_CHANNEL=off' : `restart the VM (\`agent vm stop ${vm.id}\` then \`agent vm start ${vm.id}\`), or run the command without -t`,
+    })
+  }
   const name = containerName(vm.id)
   const tag = randomBytes(6).toString('hex')
-  const timeoutSec = Math.max(1, Math.ceil(req.timeoutSec))
+  // agent-init exec takes --timeout 0 as no deadline.
+  const timeoutSec = req.timeoutSec > 0 ? Math.max(1, Math.ceil(req.timeoutSec)) : 0
   const env = guestEnv(vm, ctx, req)
   const args = [...rt.globalArgs(root), 'exec']
   if (req.workdir) args.push('--cwd', req.workdir)
@@ -238,7 +264,7 @@ async function runtimeExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: Laun
       }, 3_000),
     )
   }
-  timers.push(setTimeout(() => escalate('deadline'), timeoutSec * 1000 + HOST_GRACE_MS))
+  if (timeoutSec) timers.push(setTimeout(() => escalate('deadline'), timeoutSec * 1000 + HOST_GRACE_MS))
   const onAbort = () => escalate('abort')
   if (req.signal?.aborted) onAbort()
   req.signal?.addEventListener('abort', onAbort, {once: true})

@@ -352,6 +352,8 @@ export interface ExecOptions {
   argv?: readonly string[]
   /** Run the runtime's hello. */
   hello?: boolean
+  /** `vm shell`: the image's shell (bash, else sh), or the runtime's REPL. */
+  shell?: 'shell' | 'repl'
   /** Host files copied into /in (base name only). */
   files?: string[]
   env?: Record<string, string>
@@ -360,16 +362,27 @@ export interface ExecOptions {
   /** Copy /out back here afterwards. */
   outDir?: string
   stdin?: ExecRequest['stdin']
+  /** A PTY in the guest (`vm exec -t`, `vm shell`); the VM's launcher must have capabilities.tty. */
+  tty?: ExecRequest['tty']
+  onResize?: ExecRequest['onResize']
   output: ExecRequest['output']
   maxCaptureBytes?: number
   onOutput?: ExecRequest['onOutput']
   signal?: AbortSignal
 }
 
+/** The image's own shell: bash where the image has it, else sh. */
+export const IMAGE_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh'] as const
+
 /** What to run, decided before anything touches the VM. */
-export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hello' | 'argv'>, fileNames: string[]): string[] {
+export function commandArgv(runtime: Runtime, o: Pick<ExecOptions, 'cmd' | 'hello' | 'argv' | 'shell'>, fileNames: string[]): string[] {
   const given = [o.hello && '--hello', o.cmd !== undefined && '--cmd', o.argv?.length && 'a command after --'].filter(Boolean)
   if (given.length > 1) throw usageError(`give one of --hello, --cmd or a command after --, not ${given.join(' and ')}`)
+  if (o.shell === 'repl') {
+    if (!runtime.repl) throw usageError(`${runtime.language} has no REPL (its runtime plugin declares none)`, 'open the image\'s shell instead: `agent vm shell ID` without --repl')
+    return [...runtime.repl]
+  }
+  if (o.shell === 'shell') return [...IMAGE_SHELL]
   if (o.hello) return [...runtime.hello]
   if (o.argv?.length) {
     if (o.argv.some((a) => a.includes('\0'))) throw usageError('the command after -- must not contain NUL bytes')
@@ -399,6 +412,9 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
     throw conflict(`VM ${vm.id} is ${vm.status}, not running`, vm.status === 'stopped' ? `start it with \`agent vm start ${vm.id}\`` : `clean it with \`agent vm clean ${vm.id}\``)
   }
   const l = await launcherByName(vm.launcher)
+  if (o.tty && !l.capabilities.tty) {
+    throw new AgentError('unavailable', `VM ${vm.id} runs on ${vm.launcher}, which cannot attach a terminal to a guest command`, {hint: 'run the command without -t (stdin still streams with -i), or use a VM on a launcher that can (see `agent doctor`)'})
+  }
   if (files.length > 0) {
     requireCapability(l, 'files', 'unavailable', `VM ${vm.id} (${vm.launcher}) has no guest volumes, so --file cannot reach it`)
     copyInputFiles(files, ctx.paths.inDir(vm.id))
@@ -411,6 +427,8 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
     workdir: o.workdir,
     timeoutSec: o.timeoutSec,
     stdin: o.stdin,
+    tty: o.tty,
+    onResize: o.onResize,
     output: o.output,
     maxCaptureBytes: o.maxCaptureBytes,
     onOutput: o.onOutput,
