@@ -13,6 +13,9 @@
 //                         with its raw baseline and the load; BENCH_ONLY=cli splices its table into the README
 //                         (between <!-- bench-cli:start/end -->). Every run that measures the cli section appends
 //                         its medians to bench/results/history.jsonl (git-ignored), so a regression shows.
+//                         serve: agent serve through the e2b SDK (issue 13; test/bench/serve-bench.mjs); only
+//                         with BENCH_ONLY=serve (not in a full run); splices its table into bench/REPORT.md
+//                         (BENCH_SERVE_SANDBOXES: how many sandboxes for the memory row, default 16)
 //   BENCH_QUICK=1         tiny N everywhere (a smoke test of the harness, not a measurement)
 //   BENCH_FANOUT_RUNTIME  gvisor (default) or runc for the fan-out VMs
 //   BENCH_BUDGET_S        time budget in seconds (default 540); the fan-out shrinks to respect it
@@ -22,6 +25,7 @@ import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, r
 import {cpus} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
+import {serveBench, serveSection} from './serve-bench.mjs'
 import {
   figure,
   figuresTable,
@@ -345,6 +349,7 @@ const result = {
   coldImages: null,
   platforms: null,
   channel: null,
+  serve: null,
   cli: null,
   totalS: null,
 }
@@ -380,6 +385,7 @@ async function main() {
   if (want('exec') || want('breakdown')) await execAndHello(languages)
   if (want('platforms')) await platforms()
   if (want('channel')) await channel()
+  if (ONLY.has('serve')) result.serve = await serveBench({RUN_JS, CLI_DIR, AGENT_ENV, STATE, QUICK, log, rawExecGvisor: (id, argv) => rawExec('gvisor', id, argv)})
   if (want('cli')) await cliSpeed()
 }
 
@@ -1068,6 +1074,7 @@ function renderReport() {
   }
   lines.push('<!-- platforms:start -->', ...platformsSection(), '<!-- platforms:end -->', '')
   if (result.channel) lines.push('<!-- channel:start -->', ...channelSection(), '<!-- channel:end -->', '')
+  if (result.serve) lines.push('<!-- serve:start -->', ...serveSection(result.serve, result.host), '<!-- serve:end -->', '')
   lines.push(...suggestions())
   if (result.notes.length) {
     lines.push('## Notes')
@@ -1196,6 +1203,17 @@ function writeOutputs() {
     const j = text.indexOf(end)
     writeFileSync(report, i >= 0 && j > i ? text.slice(0, i) + section + text.slice(j + end.length) : text.trimEnd() + '\n\n' + section + '\n')
     log('partial run: only the platform table of bench/REPORT.md updated')
+  } else if (result.serve && !result.options.quick && !result.failed) {
+    // BENCH_ONLY=serve: only the agent serve table of bench/REPORT.md is replaced.
+    const report = join(ROOT, 'bench', 'REPORT.md')
+    const text = existsSync(report) ? readFileSync(report, 'utf8') : ''
+    const start = '<!-- serve:start -->'
+    const end = '<!-- serve:end -->'
+    const section = [start, ...serveSection(result.serve, result.host), end].join('\n')
+    const i = text.indexOf(start)
+    const j = text.indexOf(end)
+    writeFileSync(report, i >= 0 && j > i ? text.slice(0, i) + section + text.slice(j + end.length) : text.trimEnd() + '\n\n' + section + '\n')
+    log('partial run: only the agent serve table of bench/REPORT.md updated')
   } else log('partial, failed or quick run: bench/REPORT.md and README not updated')
   process.stdout.write(md + '\n')
 }
