@@ -15,7 +15,7 @@ import {existsSync, openSync, closeSync, readFileSync, writeFileSync, lstatSync,
 import {join} from 'node:path'
 import {AgentError, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
-import {didNotStart, killProcess, lastLines, start, tryRun} from '../system/index.js'
+import {didNotStart, killProcess, lastLinesOfFile, start, tryRun} from '../system/index.js'
 import {isMounted, sh, unlinkQuiet} from './disk.js'
 
 export function netnsPath(vmDir: string): string {
@@ -94,12 +94,7 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
   ;(ready as unknown as {destroy?: () => void})?.destroy?.()
   if (!ok || !proc.pid) {
     if (proc.pid) process.kill(proc.pid, 'SIGKILL')
-    let tail = ''
-    try {
-      tail = lastLines(readFileSync(join(vmDir, 'slirp.log'), 'utf8'))
-    } catch {
-      // no log
-    }
+    const tail = lastLinesOfFile(join(vmDir, 'slirp.log'))
     if (!proc.pid || didNotStart(await settled)) {
       throw unavailable('slirp4netns is not installed', 'apt-get install slirp4netns')
     }

@@ -8,7 +8,7 @@
  *   cgroups                                /sys/fs/cgroup/<controller>/agent/<id>
  *   runtime state                          paths.runtimeRoot(<launcher>)/agent-<id>
  */
-import {closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {StatePaths} from '../config/state-dir.js'
 import {AgentError, errorMessage, unavailable} from '../errors.js'
@@ -16,7 +16,7 @@ import {Buildah} from '../images/buildah.js'
 import {imageStore} from '../images/storage.js'
 import {logger} from '../logging/logger.js'
 import type {LauncherName, VmRecord} from '../state/vm-record.js'
-import {lastLines, run, sleep, tryRun} from '../system/index.js'
+import {lastLines, lastLinesOfFile, run, sleep, tryRun} from '../system/index.js'
 import {diskLayout, ensureDisk, ensurePersist, ensureRootfs, isMounted, mountsUnder, releaseDisk, releasePersist} from './disk.js'
 import {checkBinary, checkCgroups} from './host-checks.js'
 import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
@@ -238,7 +238,7 @@ export class OciLauncher implements Launcher {
       closeSync(log)
     }
     if (res.exitCode !== 0) {
-      const tail = readTail(logPath)
+      const tail = lastLinesOfFile(logPath)
       await this.rt(root, ['delete', '--force', name])
       if (res.missing) throw unavailable(`${this.runtime.bin} is not installed`, this.runtime.fix)
       throw new AgentError('internal', `${this.runtime.bin} could not start ${name}: ${tail || `exit ${res.exitCode}`}`)
@@ -446,13 +446,5 @@ export class OciLauncher implements Launcher {
       logger().debug(`state ${name}: ${errorMessage(err)}`)
       return 'unknown'
     }
-  }
-}
-
-function readTail(path: string): string {
-  try {
-    return lastLines(readFileSync(path, 'utf8'))
-  } catch {
-    return ''
   }
 }

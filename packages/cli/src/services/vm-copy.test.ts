@@ -5,7 +5,8 @@ import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import * as tar from 'tar'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
-import {checkHostSource, hostUnpacker, parseCopyEnd, placeTarget, renameEntry, resolveInGuest} from './vm-copy.js'
+import {parseCopyEnd, placeTarget, renameEntry, resolveInGuest} from './vm-copy.js'
+import {checkHostSource, hostUnpacker} from './vm-copy-host.js'
 
 describe('parseCopyEnd', () => {
   it('reads ID:/path as a VM path and anything else as a host path', () => {

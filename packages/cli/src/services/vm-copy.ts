@@ -21,7 +21,7 @@
  *    one), as are devices, fifos and sockets, and the size and entry limits are checked before
  *    anything is sent.
  */
-import {lstatSync, mkdirSync, readdirSync, readlinkSync, rmdirSync, statSync, symlinkSync, unlinkSync} from 'node:fs'
+import {lstatSync, readlinkSync} from 'node:fs'
 import {basename, dirname, join, posix, resolve} from 'node:path'
 import {PassThrough, Transform, type Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -33,6 +33,7 @@ import type {VmRecord} from '../state/vm-record.js'
 import {checkVmRef} from '../util/validate.js'
 import {launchContext, type ServiceContext} from './context.js'
 import {execVm, resolveVm} from './vm-service.js'
+import {checkHostSource, hostKind, hostUnpacker} from './vm-copy-host.js'
 
 /** Default limits of one copy; `--max-size` changes the first. */
 export const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
@@ -70,7 +71,7 @@ export function parseCopyEnd(arg: string): CopyEnd {
   return {vm: vm!, path: path!}
 }
 
-type Kind = 'dir' | 'file' | 'link' | 'none' | 'noparent'
+export type Kind = 'dir' | 'file' | 'link' | 'none' | 'noparent'
 
 /** Where a copy lands: a directory that exists, and the name the source's top entry takes in it ('.' = into it). */
 interface Target {
@@ -125,7 +126,7 @@ export async function copy(ctx: ServiceContext, from: string, to: string, o: Cop
   return copyOut(guest, vm, (src as {vm: string; path: string}).path, (dst as {host: string}).host, limits)
 }
 
-type Limits = {maxBytes: number; maxEntries: number; timeoutSec: number}
+export type Limits = {maxBytes: number; maxEntries: number; timeoutSec: number}
 
 /** The guest's side of a copy: what a path is, its tar stream, and extraction into a directory. */
 interface GuestSide {
@@ -286,118 +287,6 @@ function stoppedGuest(mounts: GuestMount[]): GuestSide {
   }
 }
 
-// ---------------------------------------------------------------- the host side
-
-/**
- * node-tar's extractor, hardened for a stream a guest wrote: strict (any warning, such as a path
- * through a symlink or an escaping path, fails the copy), no owners, entries renamed or refused
- * by `rename`, types limited to files, directories, symlinks and hard links, and the limits.
- *
- * Symlinks are kept as the guest made them (docker cp does), so node-tar does not make them (it
- * would rewrite absolute targets and drop ones pointing up): finish() makes them after every
- * other entry, as GNU tar delays them, so no entry of this copy can be written through one, and
- * only in directories made of real directories under the destination.
- */
-export function hostUnpacker(cwd: string, limits: Pick<Limits, 'maxBytes' | 'maxEntries'>, rename: (p: string) => string | undefined, onEntry: (e: tar.ReadEntry) => void) {
-  let entries = 0
-  let refused: AgentError | undefined
-  const refuse = (err: AgentError) => {
-    // Not thrown from inside the parser: aborted, so the pipeline fails with this error (and
-    // finish() throws it, should the stream have ended first).
-    refused ??= err
-    setImmediate(() => u.abort(err))
-    return false
-  }
-  const links: Array<{path: string; target: string}> = []
-  const u = tar.extract({
-    cwd,
-    strict: true,
-    preserveOwner: false,
-    preservePaths: false,
-    unlink: false,
-    filter: (path, entry) => {
-      const e = entry as tar.ReadEntry
-      if (++entries > limits.maxEntries) return refuse(new AgentError('usage', `more than ${limits.maxEntries} entries: copy refused`, {hint: 'copy a smaller tree'}))
-      if (!['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'].includes(e.type)) return false
-      const renamed = rename(path)
-      if (renamed === undefined) return refuse(new AgentError('guest', `the VM sent ${JSON.stringify(path)}, outside what was asked for: copy refused`))
-      e.path = renamed
-      if (e.type === 'SymbolicLink') {
-        links.push({path: renamed, target: String(e.linkpath)})
-        onEntry(e)
-        return false
-      }
-      if (e.type === 'Link') {
-        const lp = rename(String(e.linkpath))
-        if (lp === undefined) return refuse(new AgentError('guest', `the VM sent a hard link to ${JSON.stringify(e.linkpath)}, outside what was asked for: copy refused`))
-        e.linkpath = lp
-      }
-      onEntry(e)
-      return true
-    },
-  })
-  const finish = () => {
-    if (refused) throw refused
-    for (const l of links) {
-      const parts = l.path.replace(/\/+$/, '').split('/').filter((x) => x !== '' && x !== '.')
-      if (parts.length === 0 || parts.includes('..')) throw new AgentError('guest', `the VM sent a symlink at ${JSON.stringify(l.path)}: copy refused`)
-      let dir = cwd
-      for (const part of parts.slice(0, -1)) {
-        dir = join(dir, part)
-        let st
-        try {
-          st = lstatSync(dir)
-        } catch {
-          mkdirSync(dir, {mode: 0o755})
-          continue
-        }
-        if (!st.isDirectory()) throw new AgentError('guest', `the VM sent a symlink at ${JSON.stringify(l.path)}, under something that is not a directory (${dir}): copy refused`)
-      }
-      const leaf = join(dir, parts[parts.length - 1]!)
-      try {
-        const st = lstatSync(leaf)
-        if (st.isDirectory()) rmdirSync(leaf)
-        else unlinkSync(leaf)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new AgentError('guest', `cannot put the symlink ${l.path} in place: ${errorMessage(err)}`)
-      }
-      symlinkSync(l.target, leaf)
-    }
-  }
-  return {stream: u, finish}
-}
-
-interface HostSource {
-  kind: 'dir' | 'file'
-  entries: number
-  bytes: number
-}
-
-/** Walks a host source: refuses symlinks, special files, and what exceeds the limits. */
-export function checkHostSource(path: string, limits: Pick<Limits, 'maxBytes' | 'maxEntries'>): HostSource {
-  const out: HostSource = {kind: 'file', entries: 0, bytes: 0}
-  const visit = (p: string, top: boolean) => {
-    let st
-    try {
-      st = lstatSync(p)
-    } catch {
-      throw usageError(`${JSON.stringify(p)} does not exist`)
-    }
-    if (st.isSymbolicLink()) throw usageError(`refusing ${JSON.stringify(p)}: it is a symbolic link (copy what it points to, if you mean it)`)
-    if (++out.entries > limits.maxEntries) throw usageError(`${path} holds more than ${limits.maxEntries} entries`)
-    if (st.isDirectory()) {
-      if (top) out.kind = 'dir'
-      out.bytes += 512
-      for (const name of readdirSync(p)) visit(join(p, name), false)
-    } else if (st.isFile()) {
-      out.bytes += 512 + Math.ceil(st.size / 512) * 512
-    } else throw usageError(`refusing ${JSON.stringify(p)}: not a regular file or directory`)
-    if (out.bytes > limits.maxBytes) throw usageError(`${path} is larger than the copy limit of ${limits.maxBytes} bytes`, 'raise it with --max-size (MiB)')
-  }
-  visit(path, true)
-  return out
-}
-
 async function copyIn(guest: GuestSide, vm: VmRecord, hostPath: string, guestPath: string, limits: Limits): Promise<CopyResult> {
   if (hostPath.includes('\n')) throw usageError('a host path must not contain a newline')
   const contents = /(^|\/)\.$/.test(hostPath)
@@ -482,23 +371,4 @@ async function copyOut(guest: GuestSide, vm: VmRecord, guestPath: string, hostPa
     })
   }
   return {vm: vm.id, direction: 'out', target: target.name === '.' ? cwd : join(cwd, target.name), entries, bytes, via: guest.via}
-}
-
-/** The host destination: the user's own path, so a link they made to a directory is followed (docker does); a leaf link to a file is replaced, never written through. */
-function hostKind(p: string): Kind {
-  try {
-    return statSync(p).isDirectory() ? 'dir' : 'file'
-  } catch {
-    try {
-      lstatSync(p)
-      return 'link' // dangling: replaced by the copy
-    } catch {
-      // absent
-    }
-    try {
-      return statSync(dirname(resolve(p))).isDirectory() ? 'none' : 'noparent'
-    } catch {
-      return 'noparent'
-    }
-  }
 }

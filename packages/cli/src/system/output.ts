@@ -1,3 +1,5 @@
+import {readFileSync} from 'node:fs'
+
 /** The last `n` non-empty lines of a program's output, joined by " | " (buildah's log prefixes dropped). */
 export function lastLines(s: string, n = 3): string {
   return s
@@ -7,6 +9,15 @@ export function lastLines(s: string, n = 3): string {
     .filter(Boolean)
     .slice(-n)
     .join(' | ')
+}
+
+/** lastLines of a log file a program wrote; '' when there is none. */
+export function lastLinesOfFile(path: string, n = 3): string {
+  try {
+    return lastLines(readFileSync(path, 'utf8'), n)
+  } catch {
+    return ''
+  }
 }
 
 /** Keeps the last `max` bytes of a stream (for error messages about a program that failed). */
