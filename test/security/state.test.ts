@@ -79,7 +79,7 @@ describe.each(LAUNCHERS)('missing runtime binary (%s)', (runtime) => {
     expect(r.stdout).toBe('kept\n')
   })
 
-  it('BUG (reported): vm list without the binary must not record running VMs as stopped', async () => {
+  it('vm list without the binary does not record running VMs as stopped', async () => {
     const blind = await a(['vm', 'list', '--all', '--json'], {env: missing})
     // The sandbox never stopped: it is running all along.
     expect(await runtimeContainers(st.dir, runtime)).toEqual([`agent-${id}`])

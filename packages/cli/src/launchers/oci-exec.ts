@@ -10,7 +10,7 @@ import type {Readable} from 'node:stream'
 import {AgentError, errorMessage, ExitCode, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import type {VmRecord} from '../state/vm-record.js'
-import {CappedOutput, start, TailBuffer, tryRun} from '../system/index.js'
+import {CappedOutput, findBinary, start, TailBuffer, tryRun} from '../system/index.js'
 import {ChannelError, type ChannelExit, type ChannelProcess, channelSocketPath, type GuestChannel, openChannel} from './guest-channel.js'
 import {oomKills} from './host-cgroups.js'
 import type {ExecRequest, ExecResult, LaunchContext, TtySize} from './launcher.js'
@@ -26,6 +26,9 @@ const CHANNEL_HELLO_MS = 5_000
 
 export async function ociExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: LaunchContext, req: ExecRequest): Promise<ExecResult> {
   const started = Date.now()
+  // The channel needs no runtime binary, but stop, clean and the OOM reboot do: a missing one is
+  // said at once, as every other command says it (a PATH lookup, no program started).
+  if (!findBinary(rt.bin)) throw unavailable(`${rt.bin} is not installed`, rt.fix)
   let ch: GuestChannel | undefined
   if (process.env.AGENT_EXEC_CHANNEL === 'off') {
     // For comparison (npm run bench) and as an escape hatch.
