@@ -104,7 +104,7 @@ describe('an image store shared by several state dirs', () => {
     removeStateDir(other.dir)
   })
 
-  it('BUG (reported): clean --all in one state dir leaves the working containers of another state dir\'s VMs alone', async () => {
+  it('clean --all in one state dir leaves the working containers of another state dir\'s VMs alone', async () => {
     expect(TEST_IMAGE_STORE).toBe(mine.env.AGENT_IMAGE_STORE)
     const id = await createVm(a, ['--mem', '64'])
     expect(await buildahContainers()).toContain(`agent-${id}`)
