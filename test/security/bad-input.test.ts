@@ -41,7 +41,7 @@ describe('bad input creates nothing', () => {
   c('--pids 0', ['--language', 'python', '--pids', '0'], /--pids must be between 8/)
   c('--image "a b"', ['--language', 'python', '--image', 'a b'], /invalid --image "a b"/)
   c('--image ../x', ['--language', 'python', '--image', '../x'], /invalid --image "\.\.\/x"/)
-  c('--network bogus', ['--language', 'python', '--network', 'bogus'], /Expected --network=bogus to be one of/)
+  c('--network bogus', ['--language', 'python', '--network', 'bogus'], /--network takes none, allow_all or allow:LIST \(got "bogus"\)/)
   for (const name of hostile) c(`--name ${JSON.stringify(name)}`, ['--language', 'python', '--name', name], /invalid VM name/)
   // Every hostile ref once for each of exec, stop, clean (rotating the form), to keep the run short.
   hostile.forEach((ref, i) => {
