@@ -10,7 +10,7 @@ import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/st
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {execa, type ResultPromise} from 'execa'
 import {mkdtempSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
-import {createServer} from 'node:net'
+import {freePort} from '../helpers/ports.js'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -407,17 +407,6 @@ describe('MCP over Streamable HTTP in agent serve', () => {
   let proc: ResultPromise
   let url: string
   let out = ''
-
-  function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const srv = createServer()
-      srv.listen(0, '127.0.0.1', () => {
-        const port = (srv.address() as {port: number}).port
-        srv.close(() => resolve(port))
-      })
-      srv.on('error', reject)
-    })
-  }
 
   async function http(key = API_KEY): Promise<Conn> {
     const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {requestInit: {headers: {'X-API-Key': key}}})

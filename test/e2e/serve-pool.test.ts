@@ -6,7 +6,7 @@
  * `--keep-pool`, and a later server takes a kept pool VM back.
  */
 import {execa, type ResultPromise} from 'execa'
-import {createServer} from 'node:net'
+import {freePort} from '../helpers/ports.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {AGENT_BIN, agentIn, tempState} from '../helpers/agent.js'
 import {waitUntil} from '../helpers/wait.js'
@@ -16,17 +16,6 @@ const a = agentIn(st.env)
 const API_KEY = 'pool-key-0123456789abcdef'
 /** A pool boot is a cold VM boot: seconds, more on a loaded 2-core machine. */
 const BOOT_MS = 150_000
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as {port: number}).port
-      s.close(() => resolve(port))
-    })
-    s.on('error', reject)
-  })
-}
 
 interface Server {
   proc: ResultPromise

@@ -3,7 +3,7 @@
  * a real server child process on a fresh state dir, real gVisor sandboxes from the shared images.
  */
 import {execa, type ResultPromise} from 'execa'
-import {createServer} from 'node:net'
+import {freePort} from '../helpers/ports.js'
 import {existsSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -13,17 +13,6 @@ import {waitUntil} from '../helpers/wait.js'
 const st = tempState('agent-serve-')
 const a = agentIn(st.env)
 const API_KEY = 'test-key-0123456789abcdef'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as {port: number}).port
-      s.close(() => resolve(port))
-    })
-    s.on('error', reject)
-  })
-}
 
 interface Server {
   proc: ResultPromise
