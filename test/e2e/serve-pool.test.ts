@@ -5,10 +5,10 @@
  * one; an empty pool means a cold boot; the server cleans the pool when it stops, unless
  * `--keep-pool`, and a later server takes a kept pool VM back.
  */
-import {execa, type ResultPromise} from 'execa'
 import {freePort} from '../helpers/ports.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {AGENT_BIN, agentIn, tempState} from '../helpers/agent.js'
+import {agentIn, tempState} from '../helpers/agent.js'
+import {startServe, type ServeChild} from '../helpers/serve.js'
 import {waitUntil} from '../helpers/wait.js'
 
 const st = tempState('agent-serve-pool-')
@@ -17,38 +17,24 @@ const API_KEY = 'pool-key-0123456789abcdef'
 /** A pool boot is a cold VM boot: seconds, more on a loaded 2-core machine. */
 const BOOT_MS = 150_000
 
-interface Server {
-  proc: ResultPromise
-  url: string
-  output: () => string
+interface Server extends ServeChild {
   pool: () => Promise<Record<string, number>>
   stop: () => Promise<void>
 }
 
 async function startServer(extra: string[]): Promise<Server> {
-  const port = await freePort()
-  let out = ''
-  const proc = execa(process.execPath, [AGENT_BIN, 'serve', '--listen', `127.0.0.1:${port}`, ...extra], {
-    env: {...st.env, AGENT_API_KEY: API_KEY, NO_COLOR: '1'},
-    reject: false,
-    all: true,
-  })
-  proc.all?.on('data', (b: Buffer) => (out += b.toString()))
-  const url = `http://127.0.0.1:${port}`
-  const up = await waitUntil(async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true, 60_000)
-  if (!up) throw new Error(`agent serve did not come up:\n${out}`)
+  const child = await startServe({port: await freePort(), env: st.env, apiKey: API_KEY, extra})
+  const {proc, url} = child
   process.env.E2B_API_URL = url
   process.env.E2B_SANDBOX_URL = url
   process.env.E2B_API_KEY = API_KEY
   return {
-    proc,
-    url,
-    output: () => out,
+    ...child,
     pool: async () => ((await (await fetch(`${url}/health`)).json()) as {pool: Record<string, number>}).pool,
     stop: async () => {
       proc.kill('SIGTERM')
       const r = await proc
-      expect(r.exitCode, out).toBe(0)
+      expect(r.exitCode, child.output()).toBe(0)
     },
   }
 }

@@ -2,36 +2,22 @@
  * `agent serve` against the real E2B SDKs (`e2b`, `@e2b/code-interpreter`, pinned devDependencies):
  * a real server child process on a fresh state dir, real gVisor sandboxes from the shared images.
  */
-import {execa, type ResultPromise} from 'execa'
 import {freePort} from '../helpers/ports.js'
 import {existsSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {AGENT_BIN, agentIn, tempState} from '../helpers/agent.js'
+import {agentIn, tempState} from '../helpers/agent.js'
+import {startServe, type ServeChild} from '../helpers/serve.js'
 import {waitUntil} from '../helpers/wait.js'
 
 const st = tempState('agent-serve-')
 const a = agentIn(st.env)
 const API_KEY = 'test-key-0123456789abcdef'
 
-interface Server {
-  proc: ResultPromise
-  url: string
-  output: () => string
-}
+type Server = ServeChild
 
-async function startServer(port: number, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> {
-  let out = ''
-  const proc = execa(process.execPath, [AGENT_BIN, 'serve', '--listen', `127.0.0.1:${port}`, ...extra], {
-    env: {...st.env, AGENT_API_KEY: API_KEY, NO_COLOR: '1', ...env},
-    reject: false,
-    all: true,
-  })
-  proc.all?.on('data', (b: Buffer) => (out += b.toString()))
-  const url = `http://127.0.0.1:${port}`
-  const up = await waitUntil(async () => (await fetch(`${url}/health`).catch(() => undefined))?.ok === true, 60_000)
-  if (!up) throw new Error(`agent serve did not come up:\n${out}`)
-  return {proc, url, output: () => out}
+function startServer(port: number, extra: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+  return startServe({port, env: {...st.env, ...env}, apiKey: API_KEY, extra})
 }
 
 let server: Server

@@ -1,20 +1,11 @@
 import {execa, type ResultPromise} from 'execa'
-import {createServer, type Server} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import type {Server} from 'node:http'
 import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {agentIn, tempState} from '../helpers/agent.js'
-import {cleanVms, createVm, LAUNCHERS, makeTestHost, parseProbe, probeScript, rand, removeStateDir, type TestHost} from './helpers.js'
+import {cleanVms, createVm, LAUNCHERS, listen, makeTestHost, parseProbe, portOf, probeScript, rand, removeStateDir, type TestHost} from './helpers.js'
 
-function listen(host: string, body: string): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const s = createServer((_q, res) => res.end(`${body}\n`))
-    s.once('error', reject)
-    s.listen(0, host, () => resolve(s))
-  })
-}
-const portOf = (s: Server) => (s.address() as AddressInfo).port
 
 /** A guest script: a raw DNS query (A record) to a server, printing "dns <server> OK <ip>" or "dns <server> FAIL <why>". */
 function dnsProbe(name: string, server: string): string {

@@ -5,6 +5,8 @@
  */
 import {execa, type ResultPromise} from 'execa'
 import {randomBytes} from 'node:crypto'
+import {createServer, type Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {existsSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {expect} from 'vitest'
@@ -419,3 +421,13 @@ export async function cleanVms(a: Agent, stateDir: string): Promise<void> {
   if (ids.length) await a(['vm', 'clean', '--concurrency', '4', ...ids.flatMap((id) => ['--vm', id])])
   if (vmDirs(stateDir).length || r.code !== 0) await a(['vm', 'clean', '--all'])
 }
+
+/** A one-line HTTP server on `host` (a test host's address, or loopback) that answers `body`. */
+export function listen(host: string, body: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const s = createServer((_q, res) => res.end(`${body}\n`))
+    s.once('error', reject)
+    s.listen(0, host, () => resolve(s))
+  })
+}
+export const portOf = (s: Server) => (s.address() as AddressInfo).port

@@ -1,19 +1,10 @@
-import {createServer, type Server} from 'node:http'
-import type {AddressInfo} from 'node:net'
+import type {Server} from 'node:http'
 import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {agentIn, tempState} from '../helpers/agent.js'
-import {cleanVms, Bystander, expectHostProcessesNear, hostProcessCount, LAUNCHERS, makeTestHost, parseProbe, probeScript, rand, removeStateDir, type TestHost} from './helpers.js'
+import {cleanVms, Bystander, expectHostProcessesNear, hostProcessCount, LAUNCHERS, listen, makeTestHost, parseProbe, portOf, probeScript, rand, removeStateDir, type TestHost} from './helpers.js'
 
-function listen(host: string, body: string): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const s = createServer((_q, res) => res.end(`${body}\n`))
-    s.once('error', reject)
-    s.listen(0, host, () => resolve(s))
-  })
-}
-const portOf = (s: Server) => (s.address() as AddressInfo).port
 
 // Traffic goes ONLY to the host's loopback and to a test host this file builds in a network
 // namespace (a 198.51.100.X/30 veth pair: TEST-NET-2, never routed on the internet, so allow_all
