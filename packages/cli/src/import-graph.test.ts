@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -33,15 +33,15 @@ process.on('exit', () => appendFileSync(out, Object.keys(req.cache).map((f) => '
 )
 
 /** The files (as paths) that `agent <argv>` loaded, and how it ended. */
-function loaded(argv: string[]): {files: string[]; status: number | null; stderr: string} {
+function loaded(argv: string[], env: Record<string, string> = {}): {files: string[]; status: number | null; stdout: string; stderr: string} {
   const out = join(dir, `trace-${argv.join('_').replace(/\W+/g, '_')}.txt`)
   const r = spawnSync(process.execPath, ['--import', preload, bin, ...argv], {
-    env: {...process.env, AGENT_STATE_DIR: stateDir, AGENT_TRACE_OUT: out, AGENT_LOG_LEVEL: 'info', AGENT_LOG_FILE: ''},
+    env: {...process.env, AGENT_STATE_DIR: stateDir, AGENT_TRACE_OUT: out, AGENT_LOG_LEVEL: 'info', AGENT_LOG_FILE: '', AGENT_DATA_DIR: join(dir, 'data'), ...env},
     encoding: 'utf8',
     timeout: 60_000,
   })
   const files = [...new Set(readFileSync(out, 'utf8').split('\n').filter(Boolean).map((u) => u.replace(/^file:\/\//, '')))]
-  return {files, status: r.status, stderr: r.stderr}
+  return {files, status: r.status, stdout: r.stdout, stderr: r.stderr}
 }
 
 const pkg = (files: string[], name: string) => files.filter((f) => f.includes(`/node_modules/${name}/`))
@@ -59,14 +59,42 @@ describe('import graph', () => {
   it('the tracer sees both ESM and CommonJS loads (else the checks below prove nothing)', () => {
     const {files} = loaded(['vm', 'list', '--all'])
     expect(pkg(files, '@oclif/core').length).toBeGreaterThan(0) // CommonJS
-    expect(pkg(files, 'typeorm').length).toBeGreaterThan(0) // the list reads the database
+    expect(pkg(files, 'sqlite3').length).toBeGreaterThan(0) // the list reads the database
     expect(files.some((f) => f.endsWith('/dist/commands/vm/list.js'))).toBe(true) // ESM
   })
 
-  it('agent --version loads no TypeORM, sqlite3, listr2, winston or execa', () => {
+  it('agent --version loads no TypeORM, sqlite3, listr2, winston or execa, and not even oclif', () => {
     const {files, status} = loaded(['--version'])
     expect(status).toBe(0)
-    for (const name of ['typeorm', 'sqlite3', 'listr2', 'winston', 'execa']) expect(pkg(files, name), name).toEqual([])
+    for (const name of ['typeorm', 'sqlite3', 'listr2', 'winston', 'execa', '@oclif/core']) expect(pkg(files, name), name).toEqual([])
+  })
+
+  it('agent --version prints exactly what oclif prints (its userAgent)', async () => {
+    const {Config} = await import('@oclif/core')
+    const config = await Config.load(fileURLToPath(new URL('..', import.meta.url)))
+    const {stdout, status} = loaded(['--version'])
+    expect(status).toBe(0)
+    expect(stdout).toBe(`${config.userAgent}\n`)
+  })
+
+  it('with a user plugin installed, agent --version goes through oclif (whose init hooks may run), same line', async () => {
+    const data = join(dir, 'data-with-plugin')
+    mkdirSync(data, {recursive: true})
+    writeFileSync(join(data, 'package.json'), JSON.stringify({private: true, oclif: {schema: 1, plugins: [{name: 'agent-runtime-none', type: 'user', tag: 'latest'}]}, dependencies: {}}))
+    const fast = loaded(['--version'])
+    const slow = loaded(['--version'], {AGENT_DATA_DIR: data})
+    expect(slow.status, slow.stderr).toBe(0)
+    expect(pkg(slow.files, '@oclif/core').length).toBeGreaterThan(0)
+    expect(slow.stdout).toBe(fast.stdout)
+  })
+
+  it('agent vm list on a state dir whose schema is current loads no TypeORM (only a pending migration does)', () => {
+    const {files, status, stderr} = loaded(['vm', 'list', '--all'])
+    expect(status, stderr).toBe(0)
+    expect(pkg(files, 'typeorm')).toEqual([])
+    const fresh = loaded(['vm', 'list'], {AGENT_STATE_DIR: join(dir, 'fresh-state')})
+    expect(fresh.status, fresh.stderr).toBe(0)
+    expect(pkg(fresh.files, 'typeorm').length).toBeGreaterThan(0) // a new database: migrations run
   })
 
   it('agent vm list loads no listr2, no winston file transport, no image builder', () => {

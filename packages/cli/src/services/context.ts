@@ -17,7 +17,7 @@ import {unavailable} from '../errors.js'
  */
 export interface ServiceContext {
   paths: StatePaths
-  /** The VM database, opened on first use: image and doctor commands never load TypeORM. */
+  /** The VM database, opened on first use: image and doctor commands never load sqlite3. */
   db(): Promise<VmRepository>
   config: Config
   buildah: Buildah

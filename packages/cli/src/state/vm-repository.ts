@@ -1,8 +1,8 @@
 import {statfsSync} from 'node:fs'
 import {dirname} from 'node:path'
-import {DataSource, In, type EntityManager} from 'typeorm'
 import {AgentError, conflict, notFound, unavailable, errorMessage} from '../errors.js'
-import {VmEntity} from './vm.entity.js'
+import {Sqlite, type Row, type SqlValue} from './sqlite.js'
+import {fromRow, toColumn, VM_COLUMNS} from './vm-columns.js'
 import {migrations} from './migrations/index.js'
 import type {VmRecord, VmStatus} from './vm-record.js'
 
@@ -21,25 +21,25 @@ export interface ListOptions {
  * busy timeout instead of failing with SQLITE_BUSY.
  */
 export class VmRepository {
-  // TypeORM's sqlite driver has a single connection: transactions in one process must not overlap.
+  // One connection per process: transactions in one process must not overlap.
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(private readonly ds: DataSource, private readonly file = '') {}
+  constructor(private readonly db: Sqlite, private readonly file = '') {}
 
   /** Runs fn in a write transaction taken up front (BEGIN IMMEDIATE), serialised within this process. */
-  write<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
+  write<T>(fn: (db: Sqlite) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       try {
-        await this.ds.query('BEGIN IMMEDIATE')
+        await this.db.run('BEGIN IMMEDIATE')
       } catch (err) {
         throw dbError(this.file, err) ?? err
       }
       try {
-        const result = await fn(this.ds.manager)
-        await this.ds.query('COMMIT')
+        const result = await fn(this.db)
+        await this.db.run('COMMIT')
         return result
       } catch (err) {
-        await this.ds.query('ROLLBACK').catch(() => undefined)
+        await this.db.run('ROLLBACK').catch(() => undefined)
         throw dbError(this.file, err) ?? err
       }
     }
@@ -49,45 +49,46 @@ export class VmRepository {
   }
 
   /** Reads wait for any write this process has queued, so they see its result. */
-  private read<T>(fn: (m: EntityManager) => Promise<T>): Promise<T> {
-    const p = this.queue.then(() => fn(this.ds.manager))
+  private read<T>(fn: (db: Sqlite) => Promise<T>): Promise<T> {
+    const p = this.queue.then(() => fn(this.db))
     this.queue = p.catch(() => undefined)
     return p
   }
 
   async insert(vm: VmRecord): Promise<VmRecord> {
-    return this.write(async (m) => {
+    return this.write(async (db) => {
       if (vm.name) {
-        const clash = await m.findOne(VmEntity, {where: {name: vm.name}})
+        const clash = await findBy(db, 'name', vm.name)
         if (clash) throw conflict(`the name "${vm.name}" is already used by VM ${clash.id}`, 'choose another --name, or clean that VM first')
       }
-      if (await m.findOne(VmEntity, {where: {id: vm.id}})) throw conflict(`a VM with id ${vm.id} already exists`)
-      await m.insert(VmEntity, vm)
+      if (await findBy(db, 'id', vm.id)) throw conflict(`a VM with id ${vm.id} already exists`)
+      const cols = VM_COLUMNS.map(([field]) => toColumn(field, vm[field]))
+      await db.run(`INSERT INTO "vm" (${cols.map(([c]) => `"${c}"`).join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`, cols.map(([, v]) => v))
       return vm
     })
   }
 
   async get(id: string): Promise<VmRecord | null> {
-    return this.read((m) => m.findOne(VmEntity, {where: {id}}))
+    return this.read((db) => findBy(db, 'id', id))
   }
 
   /** Finds a VM by id or by name, or throws "not found" with the reference in the message. */
   async resolve(ref: string): Promise<VmRecord> {
-    const vm = await this.read(async (m) => (await m.findOne(VmEntity, {where: {id: ref}})) ?? m.findOne(VmEntity, {where: {name: ref}}))
+    const vm = await this.read(async (db) => (await findBy(db, 'id', ref)) ?? findBy(db, 'name', ref))
     if (!vm) throw notFound('VM', ref, 'run `agent vm list --all` to see VMs')
     return vm
   }
 
   async list(opts: ListOptions = {}): Promise<VmRecord[]> {
-    const where = opts.status ? {status: opts.status} : opts.all ? {} : {status: In(['running', 'creating'])}
-    return this.read((m) => m.find(VmEntity, {where, order: {createdAt: 'ASC', id: 'ASC'}}))
+    const [where, params]: [string, SqlValue[]] = opts.status ? ['WHERE "status" = ?', [opts.status]] : opts.all ? ['', []] : ['WHERE "status" IN (?, ?)', ['running', 'creating']]
+    return this.read(async (db) => (await db.all(`SELECT * FROM "vm" ${where} ORDER BY "created_at" ASC, "id" ASC`, params)).map(fromRow))
   }
 
   /** Updates fields of a VM; returns the new row. */
   async update(id: string, patch: Partial<Omit<VmRecord, 'id' | 'createdAt'>>): Promise<VmRecord> {
-    return this.write(async (m) => {
-      await m.update(VmEntity, {id}, {...patch, updatedAt: new Date()})
-      const vm = await m.findOne(VmEntity, {where: {id}})
+    return this.write(async (db) => {
+      await setFields(db, id, {...patch, updatedAt: new Date()})
+      const vm = await findBy(db, 'id', id)
       if (!vm) throw notFound('VM', id)
       return vm
     })
@@ -98,75 +99,70 @@ export class VmRepository {
    * processes avoid, say, cleaning a VM while another is starting it.
    */
   async transition(id: string, from: readonly VmStatus[], to: VmStatus, patch: Partial<VmRecord> = {}): Promise<VmRecord> {
-    return this.write(async (m) => {
-      const vm = await m.findOne(VmEntity, {where: {id}})
+    return this.write(async (db) => {
+      const vm = await findBy(db, 'id', id)
       if (!vm) throw notFound('VM', id)
       if (!from.includes(vm.status)) {
         throw conflict(`VM ${id} is ${vm.status}${vm.ownerPid ? ` (agent pid ${vm.ownerPid})` : ''}, expected ${from.join(' or ')}`)
       }
       const next = {...vm, ...patch, status: to, updatedAt: new Date()}
-      await m.update(VmEntity, {id}, {...patch, status: to, updatedAt: next.updatedAt})
+      await setFields(db, id, {...patch, status: to, updatedAt: next.updatedAt})
       return next
     })
   }
 
   async delete(id: string): Promise<void> {
-    await this.write((m) => m.delete(VmEntity, {id}))
+    await this.write((db) => db.run('DELETE FROM "vm" WHERE "id" = ?', [id]))
   }
 
   async integrityCheck(): Promise<string> {
-    const rows = (await this.ds.query('PRAGMA integrity_check')) as Array<{integrity_check: string}>
+    const rows = await this.db.all<{integrity_check: string}>('PRAGMA integrity_check')
     return rows.map((r) => r.integrity_check).join('\n')
   }
 
   async close(): Promise<void> {
     await this.queue.catch(() => undefined)
-    if (this.ds.isInitialized) await this.ds.destroy()
+    await this.db.close()
   }
+}
+
+async function findBy(db: Sqlite, column: 'id' | 'name', value: string): Promise<VmRecord | null> {
+  const row = await db.get<Row>(`SELECT * FROM "vm" WHERE "${column}" = ? LIMIT 1`, [value])
+  return row ? fromRow(row) : null
+}
+
+/** UPDATE of the given fields; undefined ones are left as they are. */
+async function setFields(db: Sqlite, id: string, patch: Partial<VmRecord>): Promise<void> {
+  const cols = Object.entries(patch)
+    .filter(([field, v]) => v !== undefined && field !== 'id')
+    .map(([field, v]) => toColumn(field, v))
+  await db.run(`UPDATE "vm" SET ${cols.map(([c]) => `"${c}" = ?`).join(', ')} WHERE "id" = ?`, [...cols.map(([, v]) => v), id])
 }
 
 /** Opens (creating and migrating if needed) the database at `file`. */
 export async function openVmRepository(file: string): Promise<VmRepository> {
-  const ds = new DataSource({
-    type: 'sqlite',
-    database: file,
-    busyTimeout: BUSY_TIMEOUT_MS,
-    entities: [VmEntity],
-    migrations,
-    migrationsRun: false,
-    synchronize: false,
-    logging: false,
-  })
+  let db: Sqlite | undefined
   try {
-    await ds.initialize()
-    // WAL after busy_timeout, so that switching the mode on a new file waits instead of failing.
-    await ds.query('PRAGMA journal_mode = WAL')
-    await ds.query('PRAGMA synchronous = NORMAL')
-    await migrate(ds)
+    db = await Sqlite.open(file, BUSY_TIMEOUT_MS)
+    await migrate(db, file)
   } catch (err) {
-    if (ds.isInitialized) await ds.destroy().catch(() => undefined)
+    await db?.close().catch(() => undefined)
     if (err instanceof AgentError) throw err
     throw dbError(file, err) ?? unavailable(`cannot open the state database ${file}: ${errorMessage(err)}`, 'check that the state dir is writable, or set AGENT_STATE_DIR', err)
   }
-  return new VmRepository(ds, file)
+  return new VmRepository(db, file)
 }
 
-async function migrate(ds: DataSource): Promise<void> {
-  // Fast path without a write lock: every known migration is recorded.
-  const applied = await ds
-    .query(`SELECT COUNT(*) AS n FROM "migrations"`)
-    .then((r: Array<{n: number}>) => r[0].n)
+async function migrate(db: Sqlite, file: string): Promise<void> {
+  // Fast path without a write lock, and without TypeORM: every known migration is recorded.
+  const applied = await db
+    .get<{n: number}>('SELECT COUNT(*) AS n FROM "migrations"')
+    .then((r) => r?.n ?? 0)
     .catch(() => -1)
   if (applied === migrations.length) return
-  // Several processes may start on a new file at once: take the write lock, then look again.
-  await ds.query('BEGIN IMMEDIATE')
-  try {
-    await ds.runMigrations({transaction: 'none'})
-    await ds.query('COMMIT')
-  } catch (err) {
-    await ds.query('ROLLBACK').catch(() => undefined)
-    throw err
-  }
+  // A new or older file: TypeORM's migration runner (loaded only now) brings it up to date.
+  const {runMigrations} = await import('./migrate.js')
+  await runMigrations(file, BUSY_TIMEOUT_MS)
 }
 
 /**
