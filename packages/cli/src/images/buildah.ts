@@ -69,6 +69,21 @@ elif [ -d /var/lib ]; then
 fi
 exec "$@"`
 
+/** The host agent runs on, as far as buildah's choice of image platform goes (injectable for tests). */
+export interface BuildahHost {
+  platform: NodeJS.Platform
+}
+
+/**
+ * `--os`/`--arch` for pulls and working containers. containers/image picks the image's OS from the
+ * host unless told, so on macOS it would look for a darwin image; krunvm passes `--os linux` to
+ * buildah there too. libkrun on macOS runs arm64 guests only (Hypervisor.framework on Apple
+ * silicon), so the arch is arm64 even when node itself runs under Rosetta. Elsewhere: the host's own.
+ */
+export function platformArgs(host: BuildahHost): string[] {
+  return host.platform === 'darwin' ? ['--os', 'linux', '--arch', 'arm64'] : []
+}
+
 /** The path of `bin` when it is an executable on PATH (or a path already). */
 export function onPath(bin: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   return bin.includes('/') ? bin : findBinary(bin, env)
@@ -81,6 +96,7 @@ export class Buildah {
   constructor(
     readonly store: ImageStore,
     readonly bin = process.env.AGENT_BUILDAH ?? 'buildah',
+    readonly host: BuildahHost = {platform: process.platform},
   ) {
     this.isolate =
       Boolean(store.dir && store.hostDir) && process.geteuid?.() === 0 && process.env.AGENT_NO_MOUNT_NS !== '1' && onPath('unshare') !== undefined
@@ -109,6 +125,8 @@ export class Buildah {
 
   /** Runs any program (buildah, or a recipe script that calls buildah) with our storage environment. */
   async exec(file: string, args: readonly string[], opts: ExecOptions & {isolate?: boolean} = {}): Promise<ExecResult> {
+    // A store configuration agent would not write itself is refused before buildah sees it.
+    if (this.store.problem) throw unavailable(this.store.problem.reason, this.store.problem.fix)
     const [cmd, argv] = this.wrap(file, args, opts.isolate ?? true)
     const res = await tryRun(cmd, argv, {
       env: this.env(opts.env),
@@ -139,6 +157,7 @@ export class Buildah {
     try {
       res = await this.run(args, opts)
     } catch (err) {
+      if (err instanceof AgentError) throw err
       throw unavailable(`cannot run buildah: ${errorMessage(err)}`, 'install buildah (apt-get install buildah)', err)
     }
     if (res.spawnError) throw unavailable(`buildah is not installed or not on PATH (${this.bin}): ${res.spawnError}`, 'install buildah (apt-get install buildah)')
@@ -153,7 +172,7 @@ export class Buildah {
 
   /** Pulls an image; throws AgentError('image') naming the reason (unreachable registry, timeout, unknown image). */
   async pull(ref: string, timeoutMs = 120_000): Promise<string> {
-    return this.check(['pull', ...this.policyArgs, '--quiet', '--retry', '1', '--retry-delay', '1s', ref], `pulling ${ref}`, {timeoutMs, kind: 'image'})
+    return this.check(['pull', ...this.policyArgs, ...platformArgs(this.host), '--quiet', '--retry', '1', '--retry-delay', '1s', ref], `pulling ${ref}`, {timeoutMs, kind: 'image'})
   }
 
   /**
@@ -228,11 +247,11 @@ export class Buildah {
 
   /** Creates a working container from a local image; never pulls. */
   async from(image: string, name: string): Promise<string> {
-    return this.check(['from', ...this.policyArgs, '--pull-never', '--name', name, image], `creating working container from ${image}`)
+    return this.check(['from', ...this.policyArgs, ...platformArgs(this.host), '--pull-never', '--name', name, image], `creating working container from ${image}`)
   }
 
   async fromScratch(name: string): Promise<string> {
-    return this.check(['from', '--name', name, 'scratch'], 'creating scratch container')
+    return this.check(['from', ...platformArgs(this.host), '--name', name, 'scratch'], 'creating scratch container')
   }
 
   async mount(container: string): Promise<string> {

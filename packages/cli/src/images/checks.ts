@@ -6,7 +6,7 @@ import type {LauncherName} from '../state/vm-record.js'
 import {lastLines, tryRun} from '../system/index.js'
 import {imageStore} from './storage.js'
 
-const BUILDAH_FIX = 'install buildah: `apt-get install buildah` (macOS: `brew install buildah`)'
+const BUILDAH_FIX = 'install buildah: `apt-get install buildah` (macOS: `brew install slp/krun/buildah`)'
 
 export async function imageChecks(stateRoot: string, env: NodeJS.ProcessEnv, neededBy: LauncherName[]): Promise<HostCheck[]> {
   const bin = await checkBinary({id: 'buildah', cmd: 'buildah', envVar: 'AGENT_BUILDAH', neededBy, fix: BUILDAH_FIX}, env)
@@ -14,7 +14,9 @@ export async function imageChecks(stateRoot: string, env: NodeJS.ProcessEnv, nee
   if (!bin.ok) return [bin, {...base, ok: false, detail: 'buildah is not installed, so image storage cannot be checked', fix: BUILDAH_FIX}]
   let storeEnv: Record<string, string>
   try {
-    storeEnv = imageStore(stateRoot, env).env
+    const store = imageStore(stateRoot, env)
+    if (store.problem) return [bin, {...base, ok: false, detail: store.problem.reason, fix: store.problem.fix}]
+    storeEnv = store.env
   } catch (err) {
     return [bin, {...base, ok: false, detail: `cannot prepare agent's image storage config: ${errorMessage(err)}`, fix: 'check that the state dir is writable'}]
   }

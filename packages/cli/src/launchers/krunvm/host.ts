@@ -10,7 +10,7 @@ import {findBinary, tryRun} from '../../system/index.js'
 import {checkBinary, checkHypervisor} from '../host-checks.js'
 import type {Availability, HostCheck, HostProbe} from '../launcher.js'
 
-export const INSTALL = 'install krunvm (macOS: scripts/macos/setup.sh, or `brew tap slp/krun && brew install krunvm`; Linux: build containers/krunvm with libkrun)'
+export const INSTALL = 'install krunvm (macOS: scripts/macos/setup.sh, or `brew install slp/krun/krunvm`; Linux: build containers/krunvm with libkrun)'
 export const INSTALL_FIX = `${INSTALL}, or use --launcher gvisor`
 const KVM_STEP = 'enable KVM (load kvm_intel/kvm_amd, or enable nested virtualisation for this VM)'
 const KVM = '/dev/kvm'
@@ -72,7 +72,7 @@ export async function krunvmAvailability(env: NodeJS.ProcessEnv, platform: NodeJ
       fix: 'run agent as root, or inside `buildah unshare`, or use --launcher gvisor',
     }
   }
-  if (!findBinary('buildah', env)) return {ok: false, version, reason: 'krunvm needs buildah on PATH, and it is not there', fix: 'install buildah (apt-get install buildah / brew install buildah)'}
+  if (!findBinary('buildah', env)) return {ok: false, version, reason: 'krunvm needs buildah on PATH, and it is not there', fix: 'install buildah (apt-get install buildah; macOS: brew install slp/krun/buildah)'}
   return {ok: true, version}
 }
 

@@ -120,8 +120,11 @@ export class KrunvmLauncher implements Launcher {
 
   /** The environment of every krunvm call: its TOML under our state dir, buildah sharing agent's image storage. */
   private krunvmEnv(paths: StatePaths): Record<string, string | undefined> {
+    const store = imageStore(paths.root, this.env, this.platform)
+    // krunvm's buildah would fail on it later, half-way through a create.
+    if (store.problem) throw unavailable(store.problem.reason, store.problem.fix)
     mkdirSync(paths.krunvmConfigHome, {recursive: true, mode: 0o700})
-    return {...this.env, XDG_CONFIG_HOME: paths.krunvmConfigHome, ...imageStore(paths.root, this.env).env}
+    return {...this.env, XDG_CONFIG_HOME: paths.krunvmConfigHome, ...store.env}
   }
 
   private tomlFiles(paths: StatePaths): string[] {
