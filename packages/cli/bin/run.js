@@ -23,11 +23,20 @@ if (argv[0] === '--version' && !process.env.DEBUG && !userPlugins() && !wsl()) {
   process.stdout.write(`${pjson.name}/${pjson.version} ${platform()}-${arch() === 'ia32' ? 'x86' : arch()} node-${process.version}\n`)
   exitFlushed(0)
 } else {
-  // (SERVE-ROUTE: the `agent serve` fast path for vm exec/run/list goes here, before oclif loads.)
-  const {execute} = await import('@oclif/core')
-  await execute({dir: import.meta.url})
-  // Errors have exited already (oclif's handler); a command that returned is done.
-  exitFlushed(process.exitCode ?? 0)
+  // A running `agent serve` for this state dir runs vm exec/run/list for us (src/fast/serve-route.ts);
+  // undefined: no server, or not a command line it takes, and nothing was written.
+  let routed
+  if (argv[0] === 'vm' && ['exec', 'run', 'list'].includes(argv[1]) && !process.env.DEBUG && !userPlugins()) {
+    const {tryServeRoute} = await import('../dist/fast/serve-route.js')
+    routed = await tryServeRoute(argv)
+  }
+  if (typeof routed === 'number') exitFlushed(routed)
+  else {
+    const {execute} = await import('@oclif/core')
+    await execute({dir: import.meta.url})
+    // Errors have exited already (oclif's handler); a command that returned is done.
+    exitFlushed(process.exitCode ?? 0)
+  }
 }
 
 /** Whether oclif would load plugins from its data dir (AGENT_DATA_DIR, else XDG_DATA_HOME/agent, else ~/.local/share/agent). */
