@@ -1,5 +1,6 @@
-import {Command, Flags, Interfaces, Errors} from '@oclif/core'
-import {AgentError, ExitCode, GuestExit, errorMessage} from './errors.js'
+import {Command, Flags, Interfaces} from '@oclif/core'
+import {AgentError, ExitCode, GuestExit} from './errors.js'
+import {errorOutput} from './cli/error-output.js'
 import {LOG_LEVELS, closeLogger, configureLogger, logLevel, logger, type LogLevel} from './logging/logger.js'
 import {ensureStateDir, resolveStateDir, type StatePaths} from './config/state-dir.js'
 import type {VmRepository} from './state/vm-repository.js'
@@ -89,22 +90,14 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    if (err instanceof GuestExit) {
-      if (err.summary) process.stderr.write(`Error: ${err.summary}\n`)
-      await this.cleanup()
-      await drainStdout()
-      this.exit(err.exitCode)
-    }
-    const {code, message, hint, kind} = describe(err)
-    if (this.jsonEnabled()) {
-      process.stdout.write(JSON.stringify({error: {kind, message, hint, exitCode: code}}, null, 2) + '\n')
-    }
-    process.stderr.write(`Error: ${message}\n${hint ? `Hint: ${hint}\n` : ''}`)
-    if (logLevel() === 'debug' && err.stack) process.stderr.write(`${err.stack}\n`)
-    logger().debug(`exit ${code}: ${message}`, {stack: err.stack})
+    // One renderer for failures, shared with agent serve's route (cli/error-output.ts).
+    const out = errorOutput(err, {json: this.jsonEnabled(), debug: logLevel() === 'debug'})
+    if (out.stdout) process.stdout.write(out.stdout)
+    if (out.stderr) process.stderr.write(out.stderr)
+    if (!(err instanceof GuestExit)) logger().debug(`exit ${out.code}: ${out.message}`, {stack: err.stack})
     await this.cleanup()
     await drainStdout()
-    this.exit(code)
+    this.exit(out.code)
     return undefined
   }
 
@@ -124,22 +117,4 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
 /** process.exit does not wait for a piped stdout: a large --json document would be cut. */
 function drainStdout(): Promise<void> {
   return new Promise((done) => process.stdout.write('', () => done()))
-}
-
-function describe(err: Error & {exitCode?: number; oclif?: {exit?: number}}): {code: number; message: string; hint?: string; kind: string} {
-  if (err instanceof AgentError) return {code: err.exitCode, message: err.message, hint: err.hint, kind: err.kind}
-  // oclif's own parse errors (bad flag values, missing required flags) are usage errors.
-  if (err instanceof Errors.CLIError || (err as {parse?: unknown}).parse || /^Parsing --/.test(err.message)) {
-    return {code: ExitCode.Usage, message: firstLine(err.message), hint: 'see --help for the flags this command takes', kind: 'usage'}
-  }
-  return {
-    code: ExitCode.Internal,
-    message: `internal error: ${firstLine(errorMessage(err))}`,
-    hint: logLevel() === 'debug' ? undefined : 'run again with --log-level debug for the stack trace',
-    kind: 'internal',
-  }
-}
-
-function firstLine(s: string): string {
-  return s.split('\n').map((l) => l.trim()).filter(Boolean).join(' ').slice(0, 500)
 }

@@ -11,6 +11,7 @@ import {buildApp, DEFAULT_APP_LIMITS, type AppLimits} from './app.js'
 import {AgentError, errorMessage, logger, type ServiceContext} from './floor.js'
 import {Runtimes} from './runtime.js'
 import {Sandboxes} from './sandboxes.js'
+import {openServeRoute, type ServeRoute} from './serve-route.js'
 
 export {ENVD_VERSION} from './sandboxes.js'
 
@@ -151,6 +152,7 @@ export async function serve(ctx: ServiceContext, o: ServeOptions = {}): Promise<
   let app: FastifyInstance | undefined
   let sandboxes: Sandboxes | undefined
   let runtimes: Runtimes | undefined
+  let route: ServeRoute | undefined
   const socket = o.socket === undefined ? join(root, 'agent.sock') : o.socket
   try {
     sandboxes = new Sandboxes(ctx, {apiKey: apiKey.key, pool: normPool, keepPool: o.keepPool ?? false})
@@ -158,6 +160,7 @@ export async function serve(ctx: ServiceContext, o: ServeOptions = {}): Promise<
     const adopted = await sandboxes.adopt()
     app = await buildApp({apiKey: apiKey.key, sandboxes, runtimes, limits: {...DEFAULT_APP_LIMITS, ...o.limits}})
     await app.listen({host, port})
+    route = await openRoute(ctx, root)
     if (socket) {
       // The lock says no live server owns this state dir, so a socket file here is stale.
       rmSync(socket, {force: true})
@@ -187,6 +190,7 @@ export async function serve(ctx: ServiceContext, o: ServeOptions = {}): Promise<
         close: () =>
           (closing ??= (async () => {
             await Promise.all([tcp.close(), unix?.close()]).catch((e) => logger().warn(`closing listeners: ${errorMessage(e)}`))
+            await route?.close()
             runtimes!.closeAll()
             await sandboxes!.close()
             if (socket) rmSync(socket, {force: true})
@@ -195,10 +199,24 @@ export async function serve(ctx: ServiceContext, o: ServeOptions = {}): Promise<
       }
     }
   } catch (err) {
+    await route?.close().catch(() => undefined)
     await app?.close().catch(() => undefined)
     await sandboxes?.close().catch(() => undefined)
     release()
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new AgentError('conflict', `${host}:${port} is already in use`, {hint: 'choose another address with --listen HOST:PORT'})
     throw err
+  }
+}
+
+/**
+ * The CLI's route (<state>/serve.sock, serve-route.ts). Without it the CLI runs commands itself,
+ * so a socket that cannot be opened (say, a path too long for a unix socket) is only a warning.
+ */
+async function openRoute(ctx: ServiceContext, root: string): Promise<ServeRoute | undefined> {
+  try {
+    return await openServeRoute(ctx, {path: join(root, 'serve.sock'), version: ctx.config.version})
+  } catch (err) {
+    logger().warn(`agent serve: the CLI route socket is off: ${errorMessage(err)}`)
+    return undefined
   }
 }

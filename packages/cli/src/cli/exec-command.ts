@@ -1,3 +1,4 @@
+import type {Readable} from 'node:stream'
 import {ExitCode, GuestExit, usageError} from '../errors.js'
 import type {ExecResult} from '../launchers/launcher.js'
 import {logger} from '../logging/logger.js'
@@ -43,6 +44,11 @@ export interface ExecCommandInput {
   file?: string[]
   out?: string
   json: boolean
+  /**
+   * agent serve's route: the client's stdin (undefined: none) and where a single VM's output
+   * streams, instead of this process's own stdio.
+   */
+  stdio?: {stdin?: Readable; output(stream: 'stdout' | 'stderr', chunk: Buffer): void}
 }
 
 /**
@@ -78,8 +84,10 @@ export async function runExecCommand(ctx: ServiceContext, input: ExecCommandInpu
       return [doc]
     }
     // A terminal's stdin is passed only with -i: a command that does not read it must not wait for it.
-    const stdin = input.interactive || !process.stdin.isTTY ? 'inherit' : undefined
-    const {vm, result} = await execVm(ctx, ref, {...base, output: 'inherit', stdin})
+    const stdin = input.stdio ? input.stdio.stdin : input.interactive || !process.stdin.isTTY ? 'inherit' : undefined
+    // Routed: streamed to the client as it comes, nothing kept (maxCaptureBytes 0).
+    const output = input.stdio ? ({output: 'capture', maxCaptureBytes: 0, onOutput: input.stdio.output} as const) : ({output: 'inherit'} as const)
+    const {vm, result} = await execVm(ctx, ref, {...base, ...output, stdin})
     const why = describeExit(vm, result, input.timeout)
     if (why) logger().error(why)
     if (result.exitCode !== 0) throw new GuestExit(result.exitCode)

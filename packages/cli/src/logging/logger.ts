@@ -1,3 +1,4 @@
+import {AsyncLocalStorage} from 'node:async_hooks'
 import {mkdirSync} from 'node:fs'
 import {dirname, resolve} from 'node:path'
 import type winston from 'winston'
@@ -76,8 +77,25 @@ let currentLevel: LogLevel = 'info'
 let sink: FileSink | undefined
 let configured = false
 
+/** agent serve's route: while it runs a client's command, that command's diagnostics go to the client. */
+export interface ConsoleOverride {
+  level: LogLevel
+  write(line: string): void
+}
+const overrides = new AsyncLocalStorage<ConsoleOverride>()
+
+/** Runs fn with the console lines it logs (at o.level, the client's) handed to o.write instead of stderr. */
+export function withConsole<T>(o: ConsoleOverride, fn: () => T): T {
+  return overrides.run(o, fn)
+}
+
 function write(level: LogLevel, message: string, meta?: Meta): void {
-  if (RANK[level] <= RANK[currentLevel]) process.stderr.write(`agent: ${level === 'info' ? '' : `${level}: `}${message}\n`)
+  const o = overrides.getStore()
+  if (RANK[level] <= RANK[o?.level ?? currentLevel]) {
+    const line = `agent: ${level === 'info' ? '' : `${level}: `}${message}\n`
+    if (o) o.write(line)
+    else process.stderr.write(line)
+  }
   sink?.write(level, message, meta)
 }
 

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 import {AgentCommand} from '../../base-command.js'
-import {languageLabel, networkLabel, VM_STATUSES, type VmRecord} from '../../state/vm-record.js'
-import {vmOrigin, type VmOrigin} from '../../state/vm-origin.js'
-import {renderTable} from '../../util/table.js'
+import {VM_STATUSES} from '../../state/vm-record.js'
+import type {ListedVm} from '../../cli/vm-list.js'
 
 export default class VmList extends AgentCommand<typeof VmList> {
   static override summary = 'List VMs, with each launcher\'s view of its VMs reconciled into the database.'
@@ -15,19 +14,10 @@ A VM whose sandbox died shows as stopped; one whose sandbox and root filesystem 
     all: Flags.boolean({char: 'a', summary: 'Show VMs in every state.'}),
   }
 
-  async run(): Promise<(VmRecord & {origin: VmOrigin})[]> {
-    const {listVms} = await import('../../services/vm-service.js')
-    const vms = (await listVms(await this.context(), {status: this.flags.status, all: this.flags.all})).map((v) => ({...v, origin: vmOrigin(this.paths.vmDir(v.id))}))
-    if (!this.jsonEnabled()) {
-      if (vms.length === 0) this.out(this.flags.all || this.flags.status ? 'No VMs.' : 'No running VMs (use --all to see every VM).')
-      else
-        this.out(
-          renderTable(
-            ['ID', 'NAME', 'LANGUAGE', 'LAUNCHER', 'STATUS', 'ORIGIN', 'CPU', 'MEM', 'NETWORK', 'CREATED'],
-            vms.map((v) => [v.id, v.name ?? '', languageLabel(v), v.launcher, v.status, v.origin, String(v.cpus), `${v.memoryMib}M`, networkLabel(v), v.createdAt.toISOString().replace(/\.\d+Z$/, 'Z')]),
-          ),
-        )
-    }
+  async run(): Promise<ListedVm[]> {
+    const {listWithOrigin, renderVmList} = await import('../../cli/vm-list.js')
+    const vms = await listWithOrigin(await this.context(), {status: this.flags.status, all: this.flags.all})
+    this.out(renderVmList(vms, this.flags))
     return vms
   }
 }
