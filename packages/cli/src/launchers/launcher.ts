@@ -43,7 +43,8 @@ export interface LauncherOption {
   launcher: LauncherName
   /** The flag, without dashes. */
   flag: string
-  values: readonly string[]
+  /** The values it takes; absent: any text, which the launcher checks itself (a namespace name). */
+  values?: readonly string[]
   summary: string
 }
 
@@ -86,6 +87,11 @@ export interface ExecRequest {
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void
   /** Aborts the command (Ctrl-C). */
   signal?: AbortSignal
+  /**
+   * The caller copies the guest's /out to the host afterwards (`--out`). A launcher whose guest
+   * volumes are not host directories (kubernetes) fetches /out into the host out dir first.
+   */
+  outputs?: boolean
 }
 
 export interface ExecResult {
@@ -241,6 +247,13 @@ export interface Launcher {
    * launcher's reason when it cannot.
    */
   snapshot(vm: VmRecord, ctx: LaunchContext, req: SnapshotRequest): Promise<SnapshotResult>
+  /**
+   * For a launcher whose sandboxes live elsewhere (a cluster): every VM of this state dir it can
+   * find there, rows or not, rebuilt from what it recorded with them (labels, annotations), with
+   * the status seen. `vm list` adds those without a row, so a lost database loses no sandbox and
+   * `clean --all` removes them. Asks nothing remote unless this state dir has used the launcher.
+   */
+  discover?(ctx: Pick<LaunchContext, 'paths'>): Promise<VmRecord[]>
 }
 
 /** Throws the launcher's own explanation when it lacks a capability a request needs. */

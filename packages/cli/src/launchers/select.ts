@@ -11,13 +11,20 @@ const FACTORIES: Record<LauncherName, () => Promise<Launcher>> = {
   gvisor: async () => new (await import('./gvisor.js')).GvisorLauncher(),
   runc: async () => new (await import('./runc.js')).RuncLauncher(),
   krunvm: async () => new (await import('./krunvm/launcher.js')).KrunvmLauncher(),
+  kubernetes: async () => new (await import('./kubernetes/launcher.js')).KubernetesLauncher(),
 }
 
 /**
  * Preference when nothing is asked for: krunvm (real microVMs, needs KVM or
  * Hypervisor.framework), gvisor (VM-grade isolation without KVM), runc (fastest, weakest).
+ * kubernetes is never a default: placing sandboxes on a cluster is chosen explicitly.
  */
 export const DEFAULT_ORDER: readonly LauncherName[] = ['krunvm', 'gvisor', 'runc']
+/** Every launcher, for doctor and list: the default order, then those only chosen explicitly. */
+const ALL_ORDER: readonly LauncherName[] = [...DEFAULT_ORDER, ...LAUNCHER_NAMES.filter((n) => !DEFAULT_ORDER.includes(n))]
+
+/** Launchers whose sandboxes live elsewhere and can be found there without a database row (Launcher.discover). */
+const DISCOVERING: readonly LauncherName[] = ['kubernetes']
 
 const cache = new Map<LauncherName, Promise<Launcher>>()
 
@@ -26,10 +33,20 @@ export function launcher(name: LauncherName): Promise<Launcher> {
   return cache.get(name)!
 }
 
+/** The launchers that can find their VMs without the database (only these are loaded for it). */
+export async function discoveringLaunchers(): Promise<Launcher[]> {
+  const out: Launcher[] = []
+  for (const name of DISCOVERING) {
+    const l = await launcher(name).catch(() => undefined)
+    if (l?.discover) out.push(l)
+  }
+  return out
+}
+
 /** Every launcher, each loaded on its own so that one broken module cannot hide the others. */
 export async function allLaunchers(): Promise<Launcher[]> {
   return Promise.all(
-    DEFAULT_ORDER.map(async (name) => {
+    ALL_ORDER.map(async (name) => {
       try {
         return await launcher(name)
       } catch (err) {
@@ -93,6 +110,7 @@ export async function chooseLauncher(explicit?: string, env: NodeJS.ProcessEnv =
   const seen: Array<Availability & {name: LauncherName; summary: string}> = []
   let chosen: Launcher | undefined
   for (const l of await allLaunchers()) {
+    if (!DEFAULT_ORDER.includes(l.name)) continue
     const a: Availability = await l.available().catch((err) => ({ok: false, reason: errorMessage(err)}))
     seen.push({name: l.name, summary: l.summary, ...a})
     if (a.ok) {
@@ -108,7 +126,7 @@ export async function chooseLauncher(explicit?: string, env: NodeJS.ProcessEnv =
 /** The first usable launcher in DEFAULT_ORDER, and a sentence saying why (what was skipped). */
 export function pickDefault(reports: ReadonlyArray<Availability & {name: LauncherName; summary: string}>): {name: LauncherName | null; reason: string} {
   const skipped: string[] = []
-  const ordered = [...reports].sort((a, b) => rank(a.name) - rank(b.name))
+  const ordered = [...reports].filter((r) => DEFAULT_ORDER.includes(r.name)).sort((a, b) => rank(a.name) - rank(b.name))
   for (const r of ordered) {
     if (r.ok) return {name: r.name, reason: [...skipped, `${r.name} is usable: ${r.summary}`].join('; ')}
     skipped.push(`${r.name} is not usable (${r.reason ?? 'unavailable'})`)
@@ -117,8 +135,8 @@ export function pickDefault(reports: ReadonlyArray<Availability & {name: Launche
 }
 
 export function rank(name: LauncherName): number {
-  const i = DEFAULT_ORDER.indexOf(name)
-  return i < 0 ? DEFAULT_ORDER.length : i
+  const i = ALL_ORDER.indexOf(name)
+  return i < 0 ? ALL_ORDER.length : i
 }
 
 export function unusable(name: string, a: Availability): AgentError {

@@ -7,7 +7,7 @@ import {requireCapability, type ExecRequest, type ExecResult, type Launcher, typ
 import {LAUNCHER_OPTIONS} from '../launchers/options.js'
 import {checkPolicy, normalizeAllow, normalizeHoles} from '../launchers/egress-policy.js'
 import {DEFAULT_PERSIST_MIB, PERSIST_IMAGE} from '../launchers/disk.js'
-import {allLaunchers, chooseLauncher, launcher as launcherByName, unusable} from '../launchers/select.js'
+import {allLaunchers, chooseLauncher, discoveringLaunchers, launcher as launcherByName, unusable} from '../launchers/select.js'
 import {logger} from '../logging/logger.js'
 import {pluginLabel, type RegisteredRuntime} from '../runtimes/registry.js'
 import type {ListOptions} from '../state/vm-repository.js'
@@ -219,6 +219,22 @@ function stepHook(verb: string): (step: string) => void {
 export async function listVms(ctx: ServiceContext, opts: ListOptions = {}): Promise<VmRecord[]> {
   const repo = await ctx.db()
   const rows = await repo.list({all: true})
+  // The cluster is the source of truth for launchers whose sandboxes live there: VMs found with no row get one back.
+  for (const l of await discoveringLaunchers()) {
+    let found: VmRecord[]
+    try {
+      found = await l.discover!({paths: ctx.paths})
+    } catch (err) {
+      logger().warn(`cannot ask ${l.name} for this state dir's VMs: ${errorMessage(err)}`)
+      continue
+    }
+    for (const vm of found) {
+      if (rows.some((r) => r.id === vm.id)) continue
+      const clash = vm.name !== null && rows.some((r) => r.name === vm.name)
+      rows.push(await repo.insert(clash ? {...vm, name: null} : vm))
+      logger().info(`${vm.id}: found on ${l.name} without a database row; recorded again`)
+    }
+  }
   const byLauncher = new Map<LauncherName, VmRecord[]>()
   for (const vm of rows) {
     if ((vm.status === 'creating' || vm.status === 'cleaning') && !alive(vm.ownerPid)) {
@@ -433,6 +449,7 @@ export async function execVm(ctx: ServiceContext, vmOrRef: VmRecord | string, o:
     maxCaptureBytes: o.maxCaptureBytes,
     onOutput: o.onOutput,
     signal: o.signal ?? ctx.signal,
+    outputs: Boolean(o.outDir),
   })
   if (o.outDir) copyOutputs(ctx.paths.outDir(vm.id), o.outDir)
   if (result.sandboxLost) await (await ctx.db()).update(vm.id, {status: 'stopped', lastError: result.sandboxLost})

@@ -4,8 +4,8 @@ export const VM_STATUSES: readonly VmStatus[] = ['creating', 'running', 'stopped
 /** none: loopback only. allow_all: the public internet only. allow: only the addresses and domains of `egressAllow`. */
 export type NetworkMode = 'none' | 'allow_all' | 'allow'
 export const NETWORK_MODES: readonly NetworkMode[] = ['none', 'allow_all', 'allow']
-export type LauncherName = 'gvisor' | 'runc' | 'krunvm'
-export const LAUNCHER_NAMES: readonly LauncherName[] = ['gvisor', 'runc', 'krunvm']
+export type LauncherName = 'gvisor' | 'runc' | 'krunvm' | 'kubernetes'
+export const LAUNCHER_NAMES: readonly LauncherName[] = ['gvisor', 'runc', 'krunvm', 'kubernetes']
 
 export interface VmRecord {
   /** `<language>-<8 hex>` */

@@ -48,7 +48,10 @@ export default class VmCreate extends AgentCommand<typeof VmCreate> {
     })(),
     // Each launcher's own options, declared by the launcher (launchers/options.ts).
     ...Object.fromEntries(
-      LAUNCHER_OPTIONS.map((o) => [o.flag, Flags.option({options: o.values, summary: `${o.launcher} VMs only: ${o.summary}`})()]),
+      LAUNCHER_OPTIONS.map((o) => [
+        o.flag,
+        o.values ? Flags.option({options: o.values, summary: `${o.launcher} VMs only: ${o.summary}`})() : Flags.string({summary: `${o.launcher} VMs only: ${o.summary}`}),
+      ]),
     ),
   }
 
