@@ -1,0 +1,89 @@
+import {describe, expect, it} from 'vitest'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {resolveStateDir} from '../config/state-dir.js'
+import {VM_STATUSES} from '../state/vm-record.js'
+import {ROUTE_VM_STATUSES, routableRequest, routeEnv} from './route-request.js'
+import {routeHello, routeStateDir} from './serve-route.js'
+
+describe('route: which command lines it takes', () => {
+  it('parses the plain single-VM exec/run and list forms', () => {
+    expect(routableRequest(['vm', 'exec', '--vm', 'py', '--cmd', 'echo hi'])).toEqual({kind: 'exec', command: 'exec', vm: 'py', cmd: 'echo hi', argv: [], hello: false, env: [], workdir: undefined, timeout: undefined, json: false})
+    expect(routableRequest(['vm', 'exec', '-v', 'py', '-e', 'A=1', '--env=B=2', '-w', '/tmp', '--timeout', '5', '--json', '--', 'sh', '-c', 'x --json'])).toEqual({kind: 'exec', command: 'exec', vm: 'py', cmd: undefined, argv: ['sh', '-c', 'x --json'], hello: false, env: ['A=1', 'B=2'], workdir: '/tmp', timeout: 5, json: true})
+    expect(routableRequest(['vm', 'exec', '--vm=py', '--hello'])).toMatchObject({hello: true, vm: 'py'})
+    expect(routableRequest(['vm', 'run', '--vm', 'py', '-c', 'true'])).toMatchObject({command: 'run', cmd: 'true'})
+    expect(routableRequest(['vm', 'list'])).toEqual({kind: 'list', all: false, status: undefined, json: false})
+    expect(routableRequest(['vm', 'list', '-a', '--status', 'stopped', '--json'])).toEqual({kind: 'list', all: true, status: 'stopped', json: true})
+  })
+
+  it('leaves everything else to the normal path', () => {
+    const no = [
+      ['vm', 'exec', '-it', '--vm', 'py', '--', 'bash'],
+      ['vm', 'exec', '-i', '--vm', 'py', '--', 'cat'],
+      ['vm', 'exec', '-t', '--vm', 'py', '--', 'bash'],
+      ['vm', 'exec', '--all', '--hello'],
+      ['vm', 'exec', '--vm', 'a', '--vm', 'b', '--hello'],
+      ['vm', 'exec', '--vm', 'py', '--file', 'x.py', '--', 'true'],
+      ['vm', 'exec', '--vm', 'py', '--out', 'o', '--', 'true'],
+      ['vm', 'exec', '--vm', 'py', '--concurrency', '2', '--hello'],
+      ['vm', 'exec', '--vm', 'py', '--log-level', 'debug', '--hello'],
+      ['vm', 'exec', '--vm', 'py', '--help'],
+      ['vm', 'exec', '--vm', 'py'],
+      ['vm', 'exec', '--vm', 'py', '--cmd', 'a', '--', 'b'],
+      ['vm', 'exec', '--vm', 'py', '--cmd', 'a', '--hello'],
+      ['vm', 'exec', '--vm', 'py', 'echo', 'hi'],
+      ['vm', 'exec', '--vm', 'py', '--timeout', '0', '--hello'],
+      ['vm', 'exec', '--vm', 'py', '--timeout', '86401', '--hello'],
+      ['vm', 'exec', '--vm', 'py', '--timeout', '1e3', '--hello'],
+      ['vm', 'exec', '--vm', '--json', '--hello'],
+      ['vm', 'exec', '--vm', '', '--hello'],
+      ['vm', 'exec', '--vm', 'py', '--hello=true'],
+      ['vm', 'exec', '--vm', 'py', '--', 'a', '--', 'b'],
+      ['vm', 'exec', '--vm', 'py', '--cmd'],
+      ['vm', 'exec', '--vm', 'py', '--cmd', 'a\0b'],
+      ['vm', 'run', '--vm', 'py', '--hello'],
+      ['vm', 'run', '--vm', 'py', '--file', 'main.py'],
+      ['vm', 'list', '--status', 'bogus'],
+      ['vm', 'list', 'extra'],
+      ['vm', 'list', '--'],
+      ['vm', 'list', '--all', '--all'],
+      ['vm', 'create', '--language', 'python'],
+      ['vm:exec', '--vm', 'py', '--hello'],
+      ['exec'],
+    ]
+    for (const argv of no) expect(routableRequest(argv), argv.join(' ')).toBeUndefined()
+  })
+
+  it('knows the same VM states as vm list', () => {
+    expect([...ROUTE_VM_STATUSES]).toEqual([...VM_STATUSES])
+  })
+
+  it('compares only the AGENT_* variables that matter, ignoring empty ones', () => {
+    expect(routeEnv({AGENT_GUEST_DIR: '/g', AGENT_API_KEY: 'k', AGENT_STATE_DIR: '/s', AGENT_LAUNCHER: 'runc', AGENT_LOG_FILE: '', PATH: '/bin', AGENT_IMAGE_STORE: '/i'})).toEqual({AGENT_GUEST_DIR: '/g', AGENT_IMAGE_STORE: '/i'})
+  })
+})
+
+describe('route: the client\'s hello', () => {
+  it('resolves the state dir exactly as the CLI does', () => {
+    const d = mkdtempSync(join(tmpdir(), 'agent-route-'))
+    try {
+      const envs: NodeJS.ProcessEnv[] = [{AGENT_STATE_DIR: d}, {AGENT_STATE_DIR: 'relative/dir'}, {AGENT_STATE_DIR: `${d}/../x`}, {XDG_CONFIG_HOME: d}, {}, {HOME: d}]
+      for (const env of envs) expect(routeStateDir(env), JSON.stringify(env)).toBe(resolveStateDir(env))
+    } finally {
+      rmSync(d, {recursive: true, force: true})
+    }
+  })
+
+  it('is off with AGENT_SERVE_ROUTE=off, another log level, a log file or a JSON content type; stdin only when it would be read', () => {
+    const argv = ['vm', 'exec', '--vm', 'py', '--', 'cat']
+    expect(routeHello(argv, {AGENT_STATE_DIR: '/s'}, false)).toMatchObject({proto: 1, root: '/s', argv, stdin: true})
+    expect(routeHello(argv, {AGENT_STATE_DIR: '/s'}, true)?.stdin).toBe(false)
+    expect(routeHello([...argv.slice(0, 4), '--json', ...argv.slice(4)], {AGENT_STATE_DIR: '/s'}, false)?.stdin).toBe(false)
+    expect(routeHello(['vm', 'list'], {AGENT_STATE_DIR: '/s'}, false)?.stdin).toBe(false)
+    expect(routeHello(argv, {AGENT_STATE_DIR: '/s', AGENT_LOG_LEVEL: 'info', AGENT_LOG_FILE: ''}, false)).toBeDefined()
+    for (const extra of [{AGENT_SERVE_ROUTE: 'off'}, {AGENT_LOG_LEVEL: 'debug'}, {AGENT_LOG_FILE: '/tmp/x.log'}, {AGENT_CONTENT_TYPE: 'json'}]) {
+      expect(routeHello(argv, {AGENT_STATE_DIR: '/s', ...extra}, false), JSON.stringify(extra)).toBeUndefined()
+    }
+  })
+})
