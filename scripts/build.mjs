@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// Builds everything `agent` needs to run from this checkout: TypeScript (project references),
-// the oclif manifest (so start-up does not load every command file), and the static guest init.
+// Builds everything `agent` needs to run from this checkout: TypeScript (project references), the
+// CLI's start-up dependencies bundled (scripts/bundle.mjs), the oclif manifest (so start-up does not
+// load every command file), and the static guest init.
 import {execFileSync} from 'node:child_process'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {bundleCli} from './bundle.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const run = (cmd, args, cwd = root) => {
@@ -12,5 +14,7 @@ const run = (cmd, args, cwd = root) => {
 }
 
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.json'])
+console.error('build: bundle the CLI\'s start-up dependencies (esbuild)')
+console.error(`build: ${await bundleCli(join(root, 'packages/cli'))} files of packages/cli/dist now import dist/vendor/`)
 run(process.execPath, [join(root, 'node_modules/oclif/bin/run.js'), 'manifest'], join(root, 'packages/cli'))
 run('bash', [join(root, 'guest/build.sh')])

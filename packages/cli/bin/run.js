@@ -32,7 +32,8 @@ if (argv[0] === '--version' && !process.env.DEBUG && !userPlugins() && !wsl()) {
   }
   if (typeof routed === 'number') exitFlushed(routed)
   else {
-    const {execute} = await import('@oclif/core')
+    // npm run build bundles oclif into dist/vendor (scripts/bundle.mjs): one file instead of a hundred.
+    const {execute} = await import('../dist/vendor/oclif-core.js').catch(() => import('@oclif/core'))
     await execute({dir: import.meta.url})
     // Errors have exited already (oclif's handler); a command that returned is done.
     exitFlushed(process.exitCode ?? 0)

@@ -58,9 +58,9 @@ afterAll(() => rmSync(dir, {recursive: true, force: true}))
 describe('import graph', () => {
   it('the tracer sees both ESM and CommonJS loads (else the checks below prove nothing)', () => {
     const {files} = loaded(['vm', 'list', '--all'])
-    expect(pkg(files, '@oclif/core').length).toBeGreaterThan(0) // CommonJS
-    expect(pkg(files, 'sqlite3').length).toBeGreaterThan(0) // the list reads the database
+    expect(files.some((f) => f.endsWith('/node_modules/sqlite3/lib/sqlite3-binding.js'))).toBe(true) // CommonJS, required by CommonJS
     expect(files.some((f) => f.endsWith('/dist/commands/vm/list.js'))).toBe(true) // ESM
+    expect(files.some((f) => f.endsWith('/dist/vendor/oclif-core.js'))).toBe(true) // oclif, bundled by npm run build
   })
 
   it('agent --version loads no TypeORM, sqlite3, listr2, winston or execa, and not even oclif', () => {
@@ -84,7 +84,7 @@ describe('import graph', () => {
     const fast = loaded(['--version'])
     const slow = loaded(['--version'], {AGENT_DATA_DIR: data})
     expect(slow.status, slow.stderr).toBe(0)
-    expect(pkg(slow.files, '@oclif/core').length).toBeGreaterThan(0)
+    expect(slow.files.some((f) => f.endsWith('/dist/vendor/oclif-core.js'))).toBe(true)
     expect(slow.stdout).toBe(fast.stdout)
   })
 
@@ -95,6 +95,13 @@ describe('import graph', () => {
     const fresh = loaded(['vm', 'list'], {AGENT_STATE_DIR: join(dir, 'fresh-state')})
     expect(fresh.status, fresh.stderr).toBe(0)
     expect(pkg(fresh.files, 'typeorm').length).toBeGreaterThan(0) // a new database: migrations run
+  })
+
+  it('a command loads oclif and execa as one bundled file each (scripts/bundle.mjs), not their hundreds of modules', () => {
+    const {files, status, stderr} = loaded(['vm', 'list', '--all'])
+    expect(status, stderr).toBe(0)
+    for (const name of ['@oclif/core', 'execa', 'semver', 'cross-spawn']) expect(pkg(files, name), name).toEqual([])
+    expect(files.filter((f) => f.includes('/node_modules/')).length).toBeLessThan(10) // sqlite3's native loader
   })
 
   it('agent vm list loads no listr2, no winston file transport, no image builder', () => {
