@@ -9,10 +9,11 @@
 //   BENCH_ONLY=a,b        only these sections: startup, images, create, exec, breakdown, fanout, platforms
 //                         (BENCH_ONLY=platforms also splices its table into bench/REPORT.md)
 //                         channel: the exec channel (issue 14); BENCH_ONLY=channel splices its table likewise
-//                         cli: CLI speed (issue 18): --version, vm list with 16 VMs, exec, create, clean, each
-//                         with its raw baseline and the load; BENCH_ONLY=cli splices its table into the README
-//                         (between <!-- bench-cli:start/end -->). Every run that measures the cli section appends
-//                         its medians to bench/results/history.jsonl (git-ignored), so a regression shows.
+//                         cli: CLI speed (issue 18, test/bench/cli-bench.mjs): each target figure with its raw
+//                         baseline, the load and the target (met/missed); parts: cli-version, cli-create,
+//                         cli-exec, cli-serve, cli-list, cli-fanout. Splices its table into the README (between
+//                         <!-- bench-cli:start/end -->) and bench/REPORT.md (<!-- cli:start/end -->). Every run
+//                         that measures it appends its medians to bench/results/history.jsonl (git-ignored).
 //                         serve: agent serve through the e2b SDK (issue 13; test/bench/serve-bench.mjs); only
 //                         with BENCH_ONLY=serve (not in a full run); splices its table into bench/REPORT.md
 //                         (BENCH_SERVE_SANDBOXES: how many sandboxes for the memory row, default 16)
@@ -26,6 +27,7 @@ import {cpus} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 import {serveBench, serveSection} from './serve-bench.mjs'
+import {cliBench, cliParts, cliSection} from './cli-bench.mjs'
 import {
   figure,
   figuresTable,
@@ -51,7 +53,7 @@ const PHASES_JS = join(ROOT, 'test', 'bench', 'exec-phases.mjs')
 const RESULTS_DIR = join(ROOT, 'bench', 'results')
 const QUICK = process.env.BENCH_QUICK === '1'
 const ONLY = new Set((process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean))
-const want = (section) => ONLY.size === 0 || ONLY.has(section)
+const want = (section) => ONLY.size === 0 || ONLY.has(section) || (section === 'cli' && cliParts(ONLY).size > 0)
 const BUDGET_S = Number(process.env.BENCH_BUDGET_S ?? 540)
 const LANGUAGES = ['python', 'node', 'ruby', 'golang']
 const LAUNCHERS = ['gvisor', 'runc']
@@ -389,59 +391,17 @@ async function main() {
   if (want('cli')) await cliSpeed()
 }
 
-// ---- CLI speed (issue 18): each command against its raw baseline, with the load around it
+// ---- CLI speed (issue 18): test/bench/cli-bench.mjs
 async function cliSpeed() {
-  const n = QUICK ? 3 : 10
-  const section = {loadStart: loadNow(), figures: []}
-  result.cli = section
-  const put = (name, agentS, rawS, rawLabel) => {
-    const f = {...figure('cli', name, agentS, rawS, rawLabel), load: loadNow()}
-    section.figures.push(f)
-    log(`cli: ${name}: ${agentS?.median} ms (raw ${rawS?.median ?? '-'}), load ${f.load.join('/')}`)
-  }
   log('cli speed')
-  const [nodeS, versionS] = await measure([() => run('node', ['-e', '0']), () => agent(['--version'])], {n, warmup: 2})
-  put('agent --version', versionS, nodeS, '`node -e 0`')
-
-  const ids = {}
-  for (const launcher of LAUNCHERS) {
-    const agentCreate = [], rawCreateMs = [], agentClean = [], rawDelete = [], rawRemoveMs = []
-    const rounds = QUICK ? 2 : 4
-    for (let i = 0; i < rounds; i++) {
-      const {id, ms} = await createVm('python', launcher)
-      const r = await rawCreate(launcher, 'python')
-      const cms = await cleanVm(id)
-      const t0 = now()
-      await rawRt(launcher, ['delete', '--force', r.name], {ok: () => true})
-      const del = now() - t0
-      const rest = await rawRemove(r.name)
-      if (i === 0) continue // warm-up
-      agentCreate.push(ms)
-      rawCreateMs.push(r.ms)
-      agentClean.push(cms)
-      rawDelete.push(del)
-      rawRemoveMs.push(del + rest)
-    }
-    put(`vm create python (${launcher}, image cached)`, stats(agentCreate), stats(rawCreateMs), `buildah from+mount, config.json, \`${RUNTIME_BIN[launcher]} run --detach\``)
-    put(`vm clean (${launcher})`, stats(agentClean), stats(rawRemoveMs), `\`${RUNTIME_BIN[launcher]} delete --force\`, buildah umount+rm`)
-    put(`  … raw \`${RUNTIME_BIN[launcher]} delete --force\` alone`, stats(rawDelete), null, null)
-    ids[launcher] = (await createVm('python', launcher, ['--mem', String(FANOUT_MEM)])).id
-  }
-  for (const launcher of LAUNCHERS) {
-    const id = ids[launcher]
-    const [agentS, rawS] = await measure([() => agent(['vm', 'exec', '--vm', id, '--cmd', 'echo hi']), () => rawExec(launcher, id, ['echo', 'hi'])], {n, warmup: 1})
-    put(`vm exec --cmd 'echo hi' (${launcher})`, agentS, rawS, `\`${RUNTIME_BIN[launcher]} exec <ctr> echo hi\``)
-  }
-  // 16 running VMs for the list (runc: cheap to keep; the list asks both launchers).
-  const want16 = QUICK ? 4 : 16
-  for (let i = Object.keys(ids).length; i < want16; i++) await createVm('python', 'runc', ['--mem', String(FANOUT_MEM)])
-  const [listNode, listS] = await measure([() => run('node', ['-e', '0']), () => agent(['vm', 'list'])], {n, warmup: 1})
-  put(`agent vm list (${want16} running VMs)`, listS, listNode, '`node -e 0`')
-  for (const id of [...vms.keys()]) await cleanVm(id)
-  section.loadEnd = loadNow()
+  const section = await cliBench({
+    parts: cliParts(ONLY.size ? ONLY : new Set(['cli'])), QUICK, ROOT, RUN_JS, STATE, AGENT_ENV, RUNTIME_BIN, log, note, run, agent,
+    rawExec, rawCreate, rawRt, rawRemove, createVm, cleanVm, vms,
+  })
+  result.cli = section
   mkdirSync(RESULTS_DIR, {recursive: true})
   const history = join(RESULTS_DIR, 'history.jsonl')
-  const line = {date: new Date().toISOString(), commit: gitHead(), quick: QUICK, nproc: cpus().length, loadStart: section.loadStart, loadEnd: section.loadEnd, medians: Object.fromEntries(section.figures.map((f) => [f.name.trim(), {agent: f.agent?.median ?? null, raw: f.raw?.median ?? null, load1: f.load[0]}]))}
+  const line = {date: new Date().toISOString(), commit: gitHead(), quick: QUICK, nproc: cpus().length, loadStart: section.loadStart, loadEnd: section.loadEnd, medians: Object.fromEntries(section.figures.map((f) => [f.name.trim(), {agent: f.agent?.median ?? null, raw: f.raw?.median ?? null, load1: f.load[0], ...(f.limitMs != null ? {limit: f.limitMs, met: f.met} : {})}]))}
   writeFileSync(history, JSON.stringify(line) + '\n', {flag: 'a'})
   log(`cli: medians appended to ${history}`)
 }
@@ -452,18 +412,6 @@ function gitHead() {
   } catch {
     return null
   }
-}
-
-function cliSection() {
-  const c = result.cli
-  const h = result.host
-  return [
-    `Measured ${h.date.slice(0, 10)} by \`BENCH_ONLY=cli npm run bench\` on ${h.nproc} cores (shared), ${h.runsc}, ${h.runc.split('\n')[0]}, Node ${h.node}. Load average (1/5/15 min) at start ${c.loadStart.join(' / ')}, at end ${c.loadEnd.join(' / ')}; the load column is the 1-minute load when the figure was taken. Medians; the history of every run is in bench/results/history.jsonl.`,
-    '',
-    '| figure | agent ms | min–max | N | raw baseline | raw ms | ratio | overhead ms | load |',
-    '|---|---:|---:|---:|---|---:|---:|---:|---:|',
-    ...c.figures.map((f) => `| ${f.name} | ${Math.round(f.agent?.median ?? NaN)} | ${Math.round(f.agent?.min ?? NaN)}–${Math.round(f.agent?.max ?? NaN)} | ${f.agent?.n ?? '—'} | ${f.rawLabel ?? '—'} | ${f.raw ? Math.round(f.raw.median) : '—'} | ${f.ratio != null ? `${f.ratio.toFixed(2)}x` : '—'} | ${f.overheadMs != null ? Math.round(f.overheadMs) : '—'} | ${f.load[0]} |`),
-  ]
 }
 
 // ---- 1. CLI start-up
@@ -1178,9 +1126,18 @@ function writeOutputs() {
     const end = '<!-- bench-cli:end -->'
     const i = text.indexOf(start)
     const j = text.indexOf(end)
-    if (i >= 0 && j > i) writeFileSync(readme, text.slice(0, i + start.length) + '\n' + cliSection().join('\n') + '\n' + text.slice(j))
+    const table = cliSection(result.cli, result.host, gitHead()).join('\n')
+    if (i >= 0 && j > i) writeFileSync(readme, text.slice(0, i + start.length) + '\n' + table + '\n' + text.slice(j))
     else log('README has no bench-cli markers: not updated')
-    log('partial run: only the CLI speed table of the README updated')
+    // And the same table in bench/REPORT.md, between its own markers.
+    const report = join(ROOT, 'bench', 'REPORT.md')
+    const rtext = existsSync(report) ? readFileSync(report, 'utf8') : ''
+    const [rs, re] = ['<!-- cli:start -->', '<!-- cli:end -->']
+    const block = [rs, '## CLI speed (issue 18)', '', table, re].join('\n')
+    const ri = rtext.indexOf(rs)
+    const rj = rtext.indexOf(re)
+    writeFileSync(report, ri >= 0 && rj > ri ? rtext.slice(0, ri) + block + rtext.slice(rj + re.length) : rtext.trimEnd() + '\n\n' + block + '\n')
+    log('partial run: only the CLI speed tables of the README and bench/REPORT.md updated')
   } else if (result.channel && !result.platforms && !result.options.quick && !result.failed) {
     // BENCH_ONLY=channel: only the exec channel table of bench/REPORT.md is replaced.
     const report = join(ROOT, 'bench', 'REPORT.md')
