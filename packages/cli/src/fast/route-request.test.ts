@@ -87,3 +87,17 @@ describe('route: the client\'s hello', () => {
     }
   })
 })
+
+describe('route: the fast path stays small', () => {
+  it('imports only node: builtins and its own folder (it runs before anything else is loaded)', async () => {
+    const {readdirSync, readFileSync} = await import('node:fs')
+    const here = new URL('.', import.meta.url)
+    const files = readdirSync(here).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+    expect(files.sort()).toEqual(['frames.ts', 'route-request.ts', 'serve-route.ts'])
+    for (const f of files) {
+      const specs = [...readFileSync(new URL(f, here), 'utf8').matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm)].map((m) => m[1] ?? m[2])
+      if (f === 'serve-route.ts') expect(specs.length, 'the pattern finds imports').toBeGreaterThan(5)
+      for (const s of specs) expect(s, `${f} imports ${s}`).toMatch(/^(node:[a-z_/]+|\.\/[a-z-]+\.js)$/)
+    }
+  })
+})
