@@ -87,7 +87,7 @@ export function apiError(err: unknown, doing: string, c?: Pick<Cluster, 'server'
       if (/RuntimeClass/i.test(said)) return unavailable(msg, 'create the RuntimeClass on the cluster, or choose another with --k8s-runtime-class (none: the cluster default)')
       return unavailable(msg, role)
     case 404:
-      return new AgentError('not_found', msg)
+      return new AgentError('not_found', msg, {hint: /namespaces? "[^"]*" not found/.test(said) ? `create the namespace (kubectl create namespace ${c?.namespace ?? 'NAME'}), or choose one with --k8s-namespace or AGENT_K8S_NAMESPACE` : undefined})
     case 409:
       return conflict(msg)
     case 422:

@@ -212,13 +212,30 @@ export interface VmPlacement {
 }
 
 const placementFile = (paths: StatePaths, id: string) => join(paths.vmDir(id), 'kubernetes.json')
-/** Marks a state dir that has used the launcher: only then does `vm list` ask the cluster. */
+/** Marks a state dir that has used the launcher, with every (context, namespace) it used: only then does `vm list` ask a cluster. */
 export const usedMarker = (paths: StatePaths) => join(paths.root, 'kubernetes.used')
+
+/** The places this state dir has made VMs in (the marker's list; a broken marker: none). */
+export function usedPlaces(paths: StatePaths): Array<{context?: string; namespace: string}> {
+  try {
+    const m = JSON.parse(readFileSync(usedMarker(paths), 'utf8')) as {places?: unknown}
+    if (!Array.isArray(m.places)) return []
+    return m.places
+      .filter((p): p is {context?: unknown; namespace: string} => !!p && typeof p.namespace === 'string' && DNS_LABEL.test(p.namespace))
+      .map((p) => ({namespace: p.namespace, context: typeof p.context === 'string' ? p.context : undefined}))
+      .slice(0, 64)
+  } catch {
+    return []
+  }
+}
 
 export function savePlacement(paths: StatePaths, id: string, p: VmPlacement): void {
   mkdirSync(paths.vmDir(id), {recursive: true, mode: 0o700})
   writeFileAtomic(placementFile(paths, id), JSON.stringify(p) + '\n')
-  if (!existsSync(usedMarker(paths))) writeFileAtomic(usedMarker(paths), JSON.stringify({context: p.context, namespace: p.namespace}) + '\n')
+  const places = usedPlaces(paths)
+  if (!existsSync(usedMarker(paths)) || !places.some((q) => q.namespace === p.namespace && q.context === p.context)) {
+    writeFileAtomic(usedMarker(paths), JSON.stringify({places: [...places, {context: p.context, namespace: p.namespace}]}) + '\n')
+  }
 }
 
 /** The recorded placement, or undefined (a VM found by label, a half-made one). Never trusts the file's shape. */

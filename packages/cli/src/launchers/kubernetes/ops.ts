@@ -7,19 +7,19 @@
  * Removal works from labels, not from what we remember making: whatever a killed agent left
  * behind is found and deleted the same way.
  */
+import {existsSync} from 'node:fs'
 import type {V1NetworkPolicy, V1Pod} from '@kubernetes/client-node'
 import type {StatePaths} from '../../config/state-dir.js'
-import {AgentError} from '../../errors.js'
+import {AgentError, errorMessage} from '../../errors.js'
 import {logger} from '../../logging/logger.js'
 import type {VmRecord} from '../../state/vm-record.js'
 import type {LaunchContext, RuntimeState} from '../launcher.js'
 import {call, connect, deleteQuietly, type Cluster} from './client.js'
-import {loadPlacement, resolveSettings, savePlacement, stateId, usedMarker, type K8sSettings} from './config.js'
+import {loadPlacement, resolveSettings, savePlacement, stateId, usedMarker, usedPlaces, type K8sSettings} from './config.js'
 import {buildPolicies} from './network-policy.js'
 import {buildPod, buildPvc, podName, recordAnnotation, selector, STATE_LABEL, VM_LABEL, RECORD_ANNOTATION} from './pod-spec.js'
 import {podVerdict, waitGone, waitReady} from './pod-wait.js'
 import {recordFromAnnotation} from './record.js'
-import {existsSync, readFileSync} from 'node:fs'
 
 export interface Target {
   c: Cluster
@@ -55,12 +55,14 @@ async function createIgnoringExisting(c: Cluster, what: string, fn: () => Promis
 
 /** Policies (first: the pod never runs unfenced), the PVC, then the pod; returns when it is Ready. */
 export async function createVmObjects(vm: VmRecord, ctx: LaunchContext): Promise<string> {
+  ctx.step?.('kubernetes settings')
   const t = targetFor(ctx.paths, vm.id, ctx.options)
   const {c, settings, stateId: sid} = t
+  const record = recordAnnotation(vm)
+  // Checked before anything is made: what a NetworkPolicy cannot say is refused here.
+  const policies = buildPolicies({vm, namespace: c.namespace, stateId: sid, record})
   // Recorded before anything is made, so a rollback or a later clean finds the namespace.
   savePlacement(ctx.paths, vm.id, {context: c.context, namespace: c.namespace, runtimeClass: settings.runtimeClass, imagePullPolicy: settings.imagePullPolicy})
-  const record = recordAnnotation(vm)
-  const policies = buildPolicies({vm, namespace: c.namespace, stateId: sid, record})
   ctx.step?.('network policies')
   for (const p of policies) await createIgnoringExisting(c, `NetworkPolicy ${p.metadata!.name}`, () => c.net.createNamespacedNetworkPolicy({namespace: c.namespace, body: p}))
   if (vm.persist) {
@@ -95,7 +97,14 @@ export async function removeVmObjects(t: Target, vmId: string): Promise<void> {
   const {c, stateId: sid} = t
   const labelSelector = selector(sid, vmId)
   const ns = c.namespace
-  const pods = await call(c, `list pods of ${vmId}`, () => c.core.listNamespacedPod({namespace: ns, labelSelector}))
+  let pods
+  try {
+    pods = await call(c, `list pods of ${vmId}`, () => c.core.listNamespacedPod({namespace: ns, labelSelector}))
+  } catch (err) {
+    // No namespace: nothing of ours can be in it.
+    if (err instanceof AgentError && err.kind === 'not_found') return
+    throw err
+  }
   for (const p of pods.items) {
     const name = p.metadata?.name
     if (name) await deleteQuietly(c, `delete pod ${name}`, () => c.core.deleteNamespacedPod({name, namespace: ns, gracePeriodSeconds: 0}))
@@ -154,37 +163,41 @@ export async function vmStates(vms: readonly VmRecord[], paths: StatePaths): Pro
 export async function discoverVms(paths: StatePaths): Promise<VmRecord[]> {
   if (!existsSync(usedMarker(paths))) return []
   const base = resolveSettings(paths.root, process.env)
-  const namespaces = new Set<string | undefined>([base.namespace])
-  try {
-    const m = JSON.parse(readFileSync(usedMarker(paths), 'utf8')) as {namespace?: unknown}
-    if (typeof m.namespace === 'string') namespaces.add(m.namespace)
-  } catch {
-    // an unreadable marker still says the launcher was used
-  }
+  // Where VMs were made, and where they would be made now.
+  const places = new Map<string, {context?: string; namespace?: string}>()
+  for (const p of [{context: base.context, namespace: base.namespace}, ...usedPlaces(paths)]) places.set(`${p.context ?? ''}\0${p.namespace ?? ''}`, p)
   const sid = stateId(paths.root)
   const found = new Map<string, VmRecord>()
-  for (const ns of namespaces) {
-    const c = connect({...base, namespace: ns})
-    const pods = await podsByVm(c, sid)
-    for (const [id, pod] of pods) {
-      if (pod.metadata?.deletionTimestamp) continue
-      const r = recordFromAnnotation(pod.metadata?.annotations?.[RECORD_ANNOTATION], id, podState(pod, {status: 'running'}) === 'running' ? 'running' : 'missing', `${c.namespace}/${podName(id)}`)
-      if (r) {
-        found.set(id, r)
-        if (!loadPlacement(paths, id)) savePlacement(paths, id, {context: c.context, namespace: c.namespace})
-      } else logger().warn(`pod ${pod.metadata?.name} in ${c.namespace} is labelled for this state dir but its record annotation does not check out; left alone`)
-    }
-    const pols = await call(c, `list NetworkPolicies in namespace ${c.namespace}`, () => c.net.listNamespacedNetworkPolicy({namespace: c.namespace, labelSelector: selector(sid)}))
-    for (const p of pols.items as V1NetworkPolicy[]) {
-      const id = p.metadata?.labels?.[VM_LABEL]
-      const raw = p.metadata?.annotations?.[RECORD_ANNOTATION]
-      if (!id || found.has(id) || raw === undefined || p.metadata?.deletionTimestamp) continue
-      const r = recordFromAnnotation(raw, id, 'stopped', null)
-      if (r) {
-        found.set(id, r)
-        if (!loadPlacement(paths, id)) savePlacement(paths, id, {context: c.context, namespace: c.namespace})
-      }
+  for (const place of places.values()) {
+    try {
+      await discoverIn(paths, connect({...base, ...place}), sid, found)
+    } catch (err) {
+      // A namespace that is gone holds none of our VMs any more; another place may still answer.
+      if (!(err instanceof AgentError && err.kind === 'not_found')) logger().warn(`cannot look for this state dir's VMs in ${place.context ?? 'the current context'}/${place.namespace ?? 'its namespace'}: ${errorMessage(err)}`)
     }
   }
   return [...found.values()]
+}
+
+async function discoverIn(paths: StatePaths, c: Cluster, sid: string, found: Map<string, VmRecord>): Promise<void> {
+  const pods = await podsByVm(c, sid)
+  for (const [id, pod] of pods) {
+    if (pod.metadata?.deletionTimestamp) continue
+    const r = recordFromAnnotation(pod.metadata?.annotations?.[RECORD_ANNOTATION], id, podState(pod, {status: 'running'}) === 'running' ? 'running' : 'missing', `${c.namespace}/${podName(id)}`)
+    if (r) {
+      found.set(id, r)
+      if (!loadPlacement(paths, id)) savePlacement(paths, id, {context: c.context, namespace: c.namespace})
+    } else logger().warn(`pod ${pod.metadata?.name} in ${c.namespace} is labelled for this state dir but its record annotation does not check out; left alone`)
+  }
+  const pols = await call(c, `list NetworkPolicies in namespace ${c.namespace}`, () => c.net.listNamespacedNetworkPolicy({namespace: c.namespace, labelSelector: selector(sid)}))
+  for (const p of pols.items as V1NetworkPolicy[]) {
+    const id = p.metadata?.labels?.[VM_LABEL]
+    const raw = p.metadata?.annotations?.[RECORD_ANNOTATION]
+    if (!id || found.has(id) || raw === undefined || p.metadata?.deletionTimestamp) continue
+    const r = recordFromAnnotation(raw, id, 'stopped', null)
+    if (r) {
+      found.set(id, r)
+      if (!loadPlacement(paths, id)) savePlacement(paths, id, {context: c.context, namespace: c.namespace})
+    }
+  }
 }
