@@ -10,43 +10,46 @@ import {readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative, sep} from 'node:path'
 import {build} from 'esbuild'
 
-/** The packages bundled, and how their bundle re-exports them (ESM both: node parses a big CommonJS file twice). */
+/** The packages bundled: each as one CommonJS file and a small ES module naming its exports. */
 const VENDOR = {
-  '@oclif/core': {file: 'oclif-core.js', cjs: true},
-  execa: {file: 'execa.js', cjs: false},
+  '@oclif/core': 'oclif-core',
+  execa: 'execa',
 }
 
 export async function bundleCli(cliDir) {
   const dist = join(cliDir, 'dist')
   const vendor = join(dist, 'vendor')
   const req = createRequire(join(cliDir, 'package.json'))
-  for (const [name, {file, cjs}] of Object.entries(VENDOR)) {
-    // CommonJS has no static export list: name each export, as oclif's index defines them.
-    const names = cjs ? Object.keys(req(name)).filter((k) => k !== 'default' && k !== '__esModule') : []
+  for (const [name, base] of Object.entries(VENDOR)) {
+    // CommonJS loaded by require() from a small ES module: node parses it once (an ES-module
+    // import of a CommonJS file first scans all of it for export names).
     await build({
-      stdin: {contents: cjs ? `export {${names.join(', ')}} from '${name}'` : `export * from '${name}'`, resolveDir: cliDir, sourcefile: `vendor-${file}`},
+      entryPoints: [req.resolve(name)],
       bundle: true,
       platform: 'node',
-      format: 'esm',
+      format: 'cjs',
       target: 'node20',
-      outfile: join(vendor, file),
+      outfile: join(vendor, `${base}.cjs`),
       sourcemap: 'linked',
       minifySyntax: true,
       minifyWhitespace: true,
       legalComments: 'eof',
       // ts-node/tsx/typescript: oclif loads them only for TypeScript sources in development.
       external: ['typescript', 'ts-node', 'tsx'],
-      // CommonJS inside an ES module still calls require() (node: builtins, JSON).
-      banner: {js: `import {createRequire as __agentRequire} from 'node:module';const require=__agentRequire(import.meta.url);`},
-      logLevel: 'warning',
+      logLevel: 'error',
     })
+    const names = Object.keys(createRequire(import.meta.url)(join(vendor, `${base}.cjs`))).filter((k) => k !== 'default' && k !== '__esModule' && /^[A-Za-z_$][\w$]*$/.test(k))
+    writeFileSync(
+      join(vendor, `${base}.js`),
+      `// ${name}, bundled by scripts/bundle.mjs.\nimport {createRequire} from 'node:module'\nconst m = createRequire(import.meta.url)('./${base}.cjs')\nexport const {${names.join(', ')}} = m\nexport default m\n`,
+    )
   }
   let rewritten = 0
   for (const file of jsFiles(dist)) {
     if (file.startsWith(vendor + sep)) continue
     const src = readFileSync(file, 'utf8')
     const out = src.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(@oclif\/core|execa)\2/g, (_, pre, q, name) => {
-      let rel = relative(dirname(file), join(vendor, VENDOR[name].file)).split(sep).join('/')
+      let rel = relative(dirname(file), join(vendor, `${VENDOR[name]}.js`)).split(sep).join('/')
       if (!rel.startsWith('.')) rel = `./${rel}`
       return `${pre}${q}${rel}${q}`
     })
