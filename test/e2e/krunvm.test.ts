@@ -4,7 +4,8 @@ import {afterAll, describe, expect, it} from 'vitest'
 import {ROOT, agentIn, tempState} from '../helpers/agent.js'
 
 // The real `agent` through a whole krunvm lifecycle, against the stand-in that enforces
-// krunvm 0.2.6's CLI (test/fixtures/krunvm-standin). No KVM here: this is a contract test.
+// krunvm 0.2.6's CLI (test/fixtures/krunvm-standin; 0.2.7 takes the same argv). No KVM here: this
+// is a contract test.
 const st = tempState('agent-krunvm-')
 const log = join(st.dir, 'krunvm-calls.jsonl')
 const env = {
@@ -93,5 +94,22 @@ describe('krunvm launcher (stand-in contract)', () => {
     const inline = await a(['vm', 'exec', '--vm', id, '--cmd', 'echo inline'])
     expect(inline.stdout).toBe('inline\n')
     expect((await a(['vm', 'clean', id])).code).toBe(0)
+  })
+
+  it('krunvm 0.2.7: the same argv, and doctor names the version and what it allows', async () => {
+    const v7 = {KRUNVM_STANDIN_VERSION: '0.2.7'}
+    const d = await a(['doctor', '--json'], {env: v7})
+    expect(d.code, d.stderr).toBe(0)
+    const checks = JSON.parse(d.stdout).checks as Array<{id: string; ok: boolean; detail: string}>
+    expect(checks.find((c) => c.id === 'krunvm-version')).toMatchObject({ok: true, detail: expect.stringMatching(/^krunvm 0\.2\.7: network always on \(no off switch/)})
+    const before = calls().length
+    const c = await a(['vm', 'create', '--language', 'python', '--launcher', 'krunvm', '--network', 'allow_all'], {env: v7})
+    expect(c.code, c.stderr).toBe(0)
+    const id = c.stdout.trim()
+    expect(calls()[before]).toEqual(expect.arrayContaining(['create', '--name', `agent-${id}`, '--volume', `${join(st.dir, 'vms', id)}/in:/in`]))
+    const hello = await a(['vm', 'exec', '--vm', id, '--hello'], {env: v7})
+    expect(hello.code, hello.stderr).toBe(0)
+    expect(hello.stdout).toMatch(/^hello from python/)
+    expect((await a(['vm', 'clean', id], {env: v7})).code).toBe(0)
   })
 })

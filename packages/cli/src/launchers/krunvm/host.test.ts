@@ -91,8 +91,15 @@ describe('krunvm on this host', () => {
     rmSync(log, {force: true})
     rmSync(paths.krunvmConfigHome, {recursive: true, force: true})
     const l = new KrunvmLauncher()
-    const [bin, hv, ...rest] = await l.checks(probe(standinEnv({KRUNVM_STANDIN_LOG: log})))
+    const [bin, hv, version, ...rest] = await l.checks(probe(standinEnv({KRUNVM_STANDIN_LOG: log})))
     expect(rest).toEqual([])
+    expect(version).toEqual({
+      id: 'krunvm-version',
+      title: 'krunvm version',
+      ok: true,
+      neededBy: ['krunvm'],
+      detail: 'krunvm 0.2.6: network always on (no off switch: VMs need --network allow_all); one command per boot, no terminal',
+    })
     expect(bin).toMatchObject({id: 'krunvm', ok: true, neededBy: ['krunvm']})
     expect(bin.detail).toMatch(/^krunvm 0\.2\.6 \(.*krunvm-standin\/krunvm\)$/)
     // The stand-in refuses to run without XDG_CONFIG_HOME; krunvm would create its TOML there.
@@ -105,7 +112,8 @@ describe('krunvm on this host', () => {
     const [, real] = await l.checks(probe(standinEnv({AGENT_KRUNVM_ASSUME_HYPERVISOR: undefined}), noKvm))
     expect(real).toMatchObject({id: 'hypervisor', ok: false, neededBy: ['krunvm'], detail: `${noKvm} does not exist (no KVM)`, fix: expect.stringMatching(/enable KVM/)})
 
-    const [missing] = await l.checks(probe(standinEnv({PATH: '/nonexistent'})))
+    const [missing, ...others] = await l.checks(probe(standinEnv({PATH: '/nonexistent'})))
+    expect(others.map((c) => c.id)).toEqual(['hypervisor'])
     expect(missing).toMatchObject({id: 'krunvm', ok: false, detail: 'not found on PATH', fix: expect.stringMatching(/install krunvm.*--launcher gvisor/)})
   })
 
@@ -136,5 +144,15 @@ describe('krunvm on this host', () => {
     expect(files('linux', 'false')).toEqual({why: 'krunvm guest volumes are off (AGENT_ENABLE_GUEST_VOLUMES=false)', hint: expect.stringMatching(/AGENT_ENABLE_GUEST_VOLUMES=1/)})
     expect(files('linux', 'maybe')).toMatchObject({why: expect.stringMatching(/must be 1, 0, true or false/)})
     expect(() => new KrunvmLauncher({env: standinEnv({AGENT_ENABLE_GUEST_VOLUMES: 'maybe'})}).volumesEnabled()).toThrow(/must be 1, 0, true or false/)
+  })
+
+  it('krunvm 0.2.7 (stand-in): doctor prints that version and what it allows, as on a Mac', async () => {
+    const env = standinEnv({KRUNVM_STANDIN_VERSION: '0.2.7'})
+    expect(await new KrunvmLauncher({env}).available()).toEqual({ok: true, version: 'krunvm 0.2.7'})
+    const checks = await new KrunvmLauncher().checks({...probe(env), platform: 'darwin'})
+    expect(checks.find((c) => c.id === 'krunvm')!.detail).toMatch(/^krunvm 0\.2\.7 \(/)
+    expect(checks.find((c) => c.id === 'krunvm-version')!.detail).toBe(
+      'krunvm 0.2.7: network always on (no off switch: VMs need --network allow_all); one command per boot, no terminal; guest volumes through virtio-fs (AGENT_ENABLE_GUEST_VOLUMES=1)',
+    )
   })
 })

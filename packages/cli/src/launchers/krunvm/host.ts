@@ -9,6 +9,7 @@ import {join} from 'node:path'
 import {findBinary, tryRun} from '../../system/index.js'
 import {checkBinary, checkHypervisor} from '../host-checks.js'
 import type {Availability, HostCheck, HostProbe} from '../launcher.js'
+import {krunvmFeatures} from './version.js'
 
 export const INSTALL = 'install krunvm (macOS: scripts/macos/setup.sh, or `brew install slp/krun/krunvm`; Linux: build containers/krunvm with libkrun)'
 export const INSTALL_FIX = `${INSTALL}, or use --launcher gvisor`
@@ -76,11 +77,11 @@ export async function krunvmAvailability(env: NodeJS.ProcessEnv, platform: NodeJ
   return {ok: true, version}
 }
 
-/** doctor's lines for krunvm: the binary (and its version) and the hypervisor. */
+/** doctor's lines for krunvm: the binary, the hypervisor, and what the installed version allows. */
 export async function krunvmChecks(host: HostProbe): Promise<HostCheck[]> {
   // krunvm loads (and creates) its TOML before it parses argv: point it at agent's own dir.
   mkdirSync(host.paths.krunvmConfigHome, {recursive: true, mode: 0o700})
-  const {version: _version, ...bin} = await checkBinary(
+  const {version, ...bin} = await checkBinary(
     {id: 'krunvm', cmd: 'krunvm', envVar: 'AGENT_KRUNVM', neededBy: ['krunvm'], fix: INSTALL_FIX, env: {XDG_CONFIG_HOME: host.paths.krunvmConfigHome}},
     host.env,
   )
@@ -88,5 +89,9 @@ export async function krunvmChecks(host: HostProbe): Promise<HostCheck[]> {
     host.env[ASSUME_HYPERVISOR] === '1'
       ? {id: 'hypervisor', title: 'hypervisor', ok: true, detail: `not checked (${ASSUME_HYPERVISOR}=1, test only)`, neededBy: ['krunvm']}
       : checkHypervisor({platform: host.platform, kvm: host.roots.kvm, neededBy: ['krunvm']})
-  return [bin, hv]
+  if (!bin.ok) return [bin, hv]
+  // What the installed version allows (krunvm's CLI changes between versions; version.ts).
+  const f = krunvmFeatures(version, host.platform)
+  const what: HostCheck = {id: 'krunvm-version', title: 'krunvm version', ok: true, detail: f.summary, neededBy: ['krunvm']}
+  return [bin, hv, what]
 }

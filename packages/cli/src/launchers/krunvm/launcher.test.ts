@@ -368,4 +368,29 @@ describe('krunvm launcher against the krunvm 0.2.6 stand-in', () => {
     expect(r.stdout).toBe('safe\n')
     expect(readdirSync(victim)).toEqual([])
   })
+
+  it('on macOS, uses only the image store scripts/macos/setup.sh wrote, and never rewrites it', async () => {
+    process.env.HOME = mkdtempSync(join(root, 'home-'))
+    const l = new KrunvmLauncher({platform: 'darwin', killGraceMs: 300})
+    const vm = makeVm()
+    const err = await rejection(l.create(vm, ctxFor(vm)))
+    expect(err.kind).toBe('unavailable')
+    expect(err.message).toMatch(/image store .* is not set up .*on macOS agent does not write it itself/)
+    expect(err.hint).toMatch(/scripts\/macos\/setup\.sh/)
+    expect(argvs()).toEqual([])
+    const store = join(paths.root, 'containers')
+    expect(existsSync(store)).toBe(false)
+
+    // What the set-up script writes: vfs, the graph root on krunvm's volume.
+    mkdirSync(store)
+    const conf = `[storage]\ndriver = "vfs"\ngraphroot = "${root}/Volumes/krunvm/root"\nrunroot = "${root}/Volumes/krunvm/runroot"\n`
+    writeFileSync(join(store, 'storage.conf'), conf)
+    writeFileSync(join(store, 'policy.json'), '{"default": [{"type": "insecureAcceptAnything"}]}\n')
+    writeFileSync(join(store, 'registries.conf'), '# set-up\n')
+    await l.create(vm, ctxFor(vm))
+    expect(calls()[0].env.CONTAINERS_STORAGE_CONF).toBe(join(store, 'storage.conf'))
+    expect(readFileSync(join(store, 'storage.conf'), 'utf8')).toBe(conf)
+    expect(readdirSync(store).sort()).toEqual(['policy.json', 'registries.conf', 'storage.conf'])
+    await l.remove(vm, ctxFor(vm))
+  })
 })
