@@ -247,7 +247,7 @@ function logSegments(file, startMs, endMs) {
   return [...merged].map(([k, v]) => [count.get(k) > 1 ? `${k} (×${count.get(k)}, total)` : k, v])
 }
 function segLabel(msg) {
-  if (msg.startsWith('agent vm:create')) return 'command init to first command: TypeORM load, DB open, plugin hook, launcher availability (runsc/runc --version)'
+  if (msg.startsWith('agent vm:create')) return 'command init to first command: sqlite3 load, DB open, plugin hook, launcher availability (runsc/runc --version)'
   if (msg.startsWith('agent ')) return 'command init to first command logged (module loads, DB open, plugin hook)'
   const step = /^[a-z]+-[0-9a-f]{8}: (.*)$/.exec(msg)
   if (step) return `step: ${step[1]} (bookkeeping before its first command)`
@@ -431,9 +431,10 @@ async function startup() {
   const mod = (spec, cwd = CLI_DIR) => () => run('node', ['--input-type=module', '-e', `await import(${JSON.stringify(spec)})`], {cwd})
   const rows = [
     ['@oclif/core', mod('@oclif/core')],
+    ['dist/vendor/oclif-core.js (@oclif/core bundled by scripts/bundle.mjs)', mod(pathToFileURL(join(CLI_DIR, 'dist/vendor/oclif-core.js')).href)],
     ['typeorm', mod('typeorm')],
     ['sqlite3', mod('sqlite3')],
-    ['dist/state/vm-repository.js (TypeORM, sqlite3, entity, migrations)', mod(pathToFileURL(join(CLI_DIR, 'dist/state/vm-repository.js')).href)],
+    ['dist/state/vm-repository.js (sqlite3, column map, migration list)', mod(pathToFileURL(join(CLI_DIR, 'dist/state/vm-repository.js')).href)],
     ['listr2', mod('listr2')],
     ['winston', mod('winston')],
   ]

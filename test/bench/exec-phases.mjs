@@ -1,13 +1,14 @@
 // Where the time of `agent vm exec --vm ID --cmd 'echo hi'` goes, phase by phase, in ONE fresh
 // process doing what the real command does in the same order, with a timestamp after each phase:
 //   node bootstrap -> @oclif/core -> Config.load -> command class -> exec-command (services, listr2)
-//   -> vm-repository (TypeORM + sqlite3) -> DB open -> resolve VM -> agent:runtimes hook
+//   -> vm-repository (sqlite3) -> DB open -> resolve VM -> agent:runtimes hook
 //   -> launcher module -> runtime exec (through agent-init) -> DB close
 // A module shared by two phases is charged to the first that loads it, as in the real process.
 // Usage: node exec-phases.mjs <cli package dir> (<vm id> | --startup-only | --list)
 //   --startup-only stops after Config.load (what `agent --version` needs);
 //   --list does what `agent vm list` does instead of the exec.
 // Prints one JSON object {phases: [[name, ms], ...], output} on stdout. Reads AGENT_STATE_DIR.
+import {existsSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {join} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -25,8 +26,10 @@ const mark = (name) => {
 const dist = (p) => pathToFileURL(join(cliDir, 'dist', p)).href
 const req = createRequire(join(cliDir, 'package.json'))
 
-const {Config} = await import(pathToFileURL(req.resolve('@oclif/core')).href)
-mark('import @oclif/core')
+// The CLI loads oclif as npm run build bundled it (dist/vendor, scripts/bundle.mjs).
+const vendored = join(cliDir, 'dist', 'vendor', 'oclif-core.js')
+const {Config} = await import(existsSync(vendored) ? pathToFileURL(vendored).href : pathToFileURL(req.resolve('@oclif/core')).href)
+mark('import @oclif/core (bundled)')
 const config = await Config.load(cliDir)
 mark('oclif Config.load (package.json, manifest, 6 plugins)')
 const done = (output) => process.stdout.write(JSON.stringify({phases, output}) + '\n')
@@ -49,10 +52,10 @@ async function command() {
   const paths = ensureStateDir(resolveStateDir())
   mark('state dir check (mkdir, probe write)')
   const {openVmRepository} = await import(dist('state/vm-repository.js'))
-  mark('import vm-repository (TypeORM + sqlite3)')
+  mark('import vm-repository (sqlite3)')
   const repo = await openVmRepository(paths.db)
   mark('DB open (initialize, WAL pragmas, migrations check)')
-  const ctx = makeContext({paths, repo, config, info: () => undefined})
+  const ctx = makeContext({paths, db: async () => repo, config, info: () => undefined})
   if (mode === '--list') {
     const {listVms} = await import(dist('services/vm-service.js'))
     const rows = await listVms(ctx, {})
