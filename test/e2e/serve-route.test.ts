@@ -73,8 +73,8 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
     expect(JSON.parse(bad.routed.stdout)).toMatchObject([{exitCode: 5, stderr: 'no\n'}])
   })
 
-  it('piped stdin reaches the command whole', async () => {
-    const input = Array.from({length: 20_000}, (_, i) => `line ${i}`).join('\n') + '\n'
+  it('piped stdin reaches the command whole (past the 256 KiB window)', async () => {
+    const input = Array.from({length: 200_000}, (_, i) => `line ${i}`).join('\n') + '\n'
     const {routed} = await both(['vm', 'exec', '--vm', vms[l], '--', 'sh', '-c', 'wc -c; echo done'], {input})
     expect(routed.stdout).toBe(`${Buffer.byteLength(input)}\ndone\n`)
     const cat = await both(['vm', 'exec', '--vm', vms[l], '--', 'cat'], {input: 'hello\nworld\n'})
@@ -148,6 +148,23 @@ describe('signals through agent serve', () => {
     expect(results[0]).toEqual(results[1])
     expect(results[0]).toMatchObject({code: 130, stdout: 'start\n'})
     expect(results[0]!.stderr).toMatch(/SIGINT: stopping in-flight work/)
+  })
+
+  it('a guest that does not read its 4 MB of stdin: Ctrl-C still stops it, as without a server', async () => {
+    const results = []
+    for (const env of [{}, {AGENT_SERVE_ROUTE: 'off'}]) {
+      const n = served()
+      const p = execa(process.execPath, [AGENT_BIN, 'vm', 'exec', '--vm', vms.gvisor, '--cmd', 'echo start; sleep 43.5'], {env: {...st.env, NO_COLOR: '1', ...env}, reject: false, input: Buffer.alloc(4 << 20, 120), stripFinalNewline: false})
+      let out = ''
+      p.stdout?.on('data', (b: Buffer) => (out += b.toString()))
+      expect(await waitUntil(() => out.includes('start'), 60_000)).toBe(true)
+      expect(served()).toBe('AGENT_SERVE_ROUTE' in env ? n : n + 1)
+      p.kill('SIGINT')
+      const r = await p
+      results.push({code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr)})
+    }
+    expect(results[0]).toEqual(results[1])
+    expect(results[0]).toMatchObject({code: 130, stdout: 'start\n'})
   })
 
   it('a client killed outright (SIGKILL) ends its guest command', async () => {

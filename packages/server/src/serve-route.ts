@@ -75,6 +75,7 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
     let req: RoutedRequest | undefined
     let stdin: PassThrough | undefined
     let wantStdin = false
+    let inflight = 0
     const abort = new AbortController()
     const timer = setTimeout(() => sock.destroy(), HELLO_MS)
     const send = (type: typeof F.STDOUT | typeof F.STDERR, data: Buffer | string) => {
@@ -126,12 +127,20 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
         return
       }
       if (phase !== 'running') return
-      if (f.type === F.STDIN && stdin && !stdin.writableEnded) {
-        // The guest is not reading: stop reading the client (its pipe fills, as without a server).
-        if (!stdin.write(f.payload)) {
-          sock.pause()
-          stdin.once('drain', () => sock.resume())
-        }
+      if (f.type === F.STDIN) {
+        // The client keeps at most STDIN_WINDOW bytes unacknowledged (give or take one read); one
+        // that sends far more is hostile.
+        inflight += f.payload.length
+        if (inflight > 2 * F.STDIN_WINDOW) return void sock.destroy()
+        if (!stdin || stdin.writableEnded) return
+        // Acknowledged once handed on (a PassThrough calls back when its reader has room): a guest
+        // that does not read leaves the client's stdin unread, as without a server, while this
+        // socket is still read (a signal or the client closing still get through).
+        const n = f.payload.length
+        stdin.write(f.payload, () => {
+          inflight -= n
+          if (!sock.destroyed && sock.writable) sock.write(F.ackFrame(n))
+        })
       } else if (f.type === F.STDIN_END) {
         stdin?.end()
       } else if (f.type === F.SIGNAL) {

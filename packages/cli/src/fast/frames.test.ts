@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {dataFrames, encodeFrame, exitCodeOf, exitFrame, EXIT, FROM_CLIENT, FROM_SERVER, FrameError, FrameReader, GO, HELLO, MAX_DATA_FRAME, READY, STDIN, STDOUT} from './frames.js'
+import {ackedBytes, ackFrame, STDIN_ACK, dataFrames, encodeFrame, exitCodeOf, exitFrame, EXIT, FROM_CLIENT, FROM_SERVER, FrameError, FrameReader, GO, HELLO, MAX_DATA_FRAME, READY, STDIN, STDOUT} from './frames.js'
 
 const head = (type: number, len: number) => {
   const b = Buffer.alloc(5)
@@ -43,6 +43,12 @@ describe('route frames', () => {
     expect(() => new FrameReader(FROM_CLIENT).push(encodeFrame(READY))).toThrow(/unexpected frame type/)
     expect(() => new FrameReader(FROM_SERVER).push(encodeFrame(STDIN, 'x'))).toThrow(/unexpected frame type/)
     expect(() => encodeFrame(42)).toThrow(/unknown frame type/)
+    expect(() => new FrameReader(FROM_CLIENT).push(ackFrame(1))).toThrow(/unexpected frame type/)
+  })
+
+  it('acknowledges stdin in counts of bytes', () => {
+    expect(ackedBytes(new FrameReader(FROM_SERVER).push(ackFrame(65_536))[0]!)).toBe(65_536)
+    expect(() => new FrameReader(FROM_SERVER).push(Buffer.concat([head(STDIN_ACK, 8), Buffer.alloc(8)]))).toThrow(/too large/)
   })
 
   it('carries exit codes 0-255 and refuses anything else', () => {

@@ -17,6 +17,11 @@ export const REFUSE = 17
 export const STDOUT = 18
 export const STDERR = 19
 export const EXIT = 20
+/** Stdin bytes the server has handed on: the client may send that many more (STDIN_WINDOW). */
+export const STDIN_ACK = 21
+
+/** Stdin bytes the client may have in flight, unacknowledged: the server's buffer for a guest that does not read. */
+export const STDIN_WINDOW = 256 * 1024
 
 /** Bumped whenever a frame's meaning changes; both ends must agree. */
 export const ROUTE_PROTOCOL = 1
@@ -33,6 +38,7 @@ const MAX: Record<number, number> = {
   [STDOUT]: 64 * 1024,
   [STDERR]: 64 * 1024,
   [EXIT]: 4,
+  [STDIN_ACK]: 4,
 }
 export const MAX_DATA_FRAME = 64 * 1024
 
@@ -66,6 +72,17 @@ export function exitFrame(code: number): Buffer {
   const b = Buffer.alloc(4)
   b.writeInt32BE(code, 0)
   return encodeFrame(EXIT, b)
+}
+
+export function ackFrame(bytes: number): Buffer {
+  const b = Buffer.alloc(4)
+  b.writeUInt32BE(bytes, 0)
+  return encodeFrame(STDIN_ACK, b)
+}
+
+export function ackedBytes(f: Frame): number {
+  if (f.payload.length !== 4) throw new FrameError('ack frame without a count')
+  return f.payload.readUInt32BE(0)
 }
 
 export function exitCodeOf(f: Frame): number {
@@ -108,4 +125,4 @@ export class FrameReader {
 }
 
 export const FROM_CLIENT: ReadonlySet<number> = new Set([HELLO, GO, STDIN, STDIN_END, SIGNAL])
-export const FROM_SERVER: ReadonlySet<number> = new Set([READY, REFUSE, STDOUT, STDERR, EXIT])
+export const FROM_SERVER: ReadonlySet<number> = new Set([READY, REFUSE, STDOUT, STDERR, EXIT, STDIN_ACK])

@@ -11,7 +11,7 @@ import {connect, type Socket} from 'node:net'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {isatty} from 'node:tty'
-import {dataFrames, encodeFrame, exitCodeOf, FROM_SERVER, FrameReader, GO, HELLO, READY, REFUSE, ROUTE_PROTOCOL, SIGNAL, STDERR, STDIN, STDIN_END, STDOUT, EXIT, type Frame} from './frames.js'
+import {ackedBytes, dataFrames, encodeFrame, exitCodeOf, FROM_SERVER, FrameReader, GO, HELLO, MAX_DATA_FRAME, READY, ROUTE_PROTOCOL, SIGNAL, STDERR, STDIN, STDIN_ACK, STDIN_END, STDIN_WINDOW, STDOUT, EXIT, type Frame} from './frames.js'
 import {routableRequest, routeEnv, type RouteHello} from './route-request.js'
 
 /** How long a server may take to accept or refuse before the CLI goes its own way. */
@@ -112,6 +112,8 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
   return new Promise((done) => {
     let finished = false
     let signals = 0
+    let inflight = 0
+    let stdinPaused = false
     const finish = (code: number) => {
       if (finished) return
       finished = true
@@ -140,6 +142,12 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
         if (!out.write(f.payload)) {
           socket.pause()
           out.once('drain', () => socket.resume())
+        }
+      } else if (f.type === STDIN_ACK) {
+        inflight -= ackedBytes(f)
+        if (inflight < STDIN_WINDOW && stdinPaused && !finished) {
+          stdinPaused = false
+          process.stdin.resume()
         }
       } else if (f.type === EXIT) {
         finish(exitCodeOf(f))
@@ -171,11 +179,13 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
       const stdin = process.stdin
       stdin.on('data', (b: Buffer) => {
         if (finished) return
-        let ok = true
-        for (const frame of dataFrames(STDIN, b)) ok = socket.write(frame) && ok
-        if (!ok) {
+        // At most STDIN_WINDOW bytes unacknowledged: the server holds no more than that for a
+        // guest that does not read (a chunk is at most 64 KiB, so the window is never passed).
+        for (const frame of dataFrames(STDIN, b)) socket.write(frame)
+        inflight += b.length
+        if (inflight >= STDIN_WINDOW - MAX_DATA_FRAME && !stdinPaused) {
+          stdinPaused = true
           stdin.pause()
-          socket.once('drain', () => !finished && stdin.resume())
         }
       })
       stdin.once('end', () => !finished && socket.write(encodeFrame(STDIN_END)))
