@@ -21,11 +21,13 @@ describe('agent doctor on this host', () => {
   afterAll(() => st.cleanup())
 
   it('gvisor and runc are usable, every check they need passes, and the default follows krunvm, gvisor, runc', async () => {
-    const r = await agent(['doctor', '--json'], {env: {...st.env, AGENT_RUNTIME: undefined, AGENT_KRUNVM_ASSUME_HYPERVISOR: undefined}})
+    const r = await agent(['doctor', '--json'], {env: {...st.env, AGENT_RUNTIME: undefined, AGENT_KRUNVM_ASSUME_HYPERVISOR: undefined, KUBECONFIG: '/nonexistent/kubeconfig', AGENT_K8S_KUBECONFIG: undefined}})
     expect(r.code, r.stderr).toBe(0)
     const doc = JSON.parse(r.stdout) as {ok: boolean; defaultLauncher: string; defaultReason: string; launchers: Row[]; checks: Check[]}
     const by = (n: string) => doc.launchers.find((l) => l.name === n)!
-    expect(doc.launchers.map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc'])
+    expect(doc.launchers.map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc', 'kubernetes'])
+    // Listed, never a default; with no kubeconfig it says what is missing.
+    expect(by('kubernetes')).toMatchObject({ok: false, reason: expect.stringMatching(/kubeconfig \/nonexistent\/kubeconfig/)})
     expect(by('gvisor'), JSON.stringify(by('gvisor'))).toMatchObject({ok: true})
     expect(by('runc'), JSON.stringify(by('runc'))).toMatchObject({ok: true})
     expect(doc.ok).toBe(true)

@@ -133,11 +133,13 @@ describe('doctor service', () => {
     expect(e.hint).toBe('krunvm: enable KVM; gvisor: install runsc; runc: install runc')
   })
 
-  it('with the real launchers: all three, and every check once, each launcher\'s next to it', async () => {
+  it('with the real launchers: all four, and every check once, each launcher\'s next to it', async () => {
     // What this host can run is asserted in test/e2e/doctor-host.test.ts (e2e project).
-    expect((await allLaunchers()).map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc'])
-    const r = await runDoctor({paths}, {platform: 'linux'})
-    expect(r.launchers.map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc'])
+    expect((await allLaunchers()).map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc', 'kubernetes'])
+    // No cluster configured: kubernetes is listed and adds no checks (it asks no cluster).
+    const env = {...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AGENT_K8S_'))), KUBECONFIG: '/nonexistent/kubeconfig', HOME: '/nonexistent'}
+    const r = await runDoctor({paths}, {platform: 'linux', env})
+    expect(r.launchers.map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc', 'kubernetes'])
     expect(r.checks.map((c) => c.id)).toEqual(['state-dir', 'krunvm', 'hypervisor', 'runsc', 'slirp4netns', 'nft', 'dnsmasq', 'cgroups', 'runc', 'buildah', 'image-storage'])
   })
 })

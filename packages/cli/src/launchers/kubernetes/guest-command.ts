@@ -59,7 +59,7 @@ export function killArgv(tag: string): string[] {
   return [
     '/bin/sh',
     '-c',
-    `if [ -x ${GUEST_INIT} ]; then ${GUEST_INIT} kill --tag "$0"; fi; p=$(cat ${PID_DIR}/"$0" 2>/dev/null) || exit 0; case "$p" in ''|*[!0-9]*) exit 0;; esac; kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; rm -f ${PID_DIR}/"$0"; exit 0`,
+    `if [ -x ${GUEST_INIT} ]; then ${GUEST_INIT} kill --tag "$0"; fi; p=$(cat ${PID_DIR}/"$0" 2>/dev/null) || exit 0; case "$p" in ''|*[!0-9]*) exit 0;; esac; kill -KILL "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; rm -f ${PID_DIR}/"$0"; exit 0`,
     tag,
   ]
 }
