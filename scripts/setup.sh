@@ -7,7 +7,7 @@ cd "$root"
 say() { printf '\n==> %s\n' "$*" >&2; }
 
 packages=(buildah runc crun skopeo umoci debootstrap slirp4netns passt iproute2 nftables dnsmasq-base uidmap
-  fuse-overlayfs e2fsprogs mount util-linux procps psmisc gcc libc6-dev shellcheck ca-certificates curl)
+  fuse-overlayfs e2fsprogs mount util-linux procps psmisc gcc libc6-dev shellcheck original-awk ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
