@@ -83,8 +83,12 @@ stamp() {
 
 # Keeps a copy of FILE next to it before it is changed; prints the copy's path.
 backup() {
-  local file=$1 copy
+  local file=$1 copy n=1
   copy="$file.bak-$(stamp)"
+  while [ -e "$copy" ]; do
+    n=$((n + 1))
+    copy="$file.bak-$(stamp)-$n"
+  done
   cp -p "$file" "$copy"
   printf '%s' "$copy"
 }
@@ -205,7 +209,10 @@ toml_storage_volume() {
 
 # The names of the VMs krunvm defines in a TOML, on one line.
 toml_vm_names() {
-  awk '/^[ \t]*\[vmconfig_map\.[^].]+\][ \t]*$/ { n = $0; sub(/^[ \t]*\[vmconfig_map\./, "", n); sub(/\].*$/, "", n); gsub(/["\047]/, "", n); printf "%s ", n }' "$1"
+  awk '/^[ \t]*\[vmconfig_map\./ {
+      n = $0; sub(/^[ \t]*\[vmconfig_map\./, "", n); sub(/\][ \t]*$/, "", n); gsub(/["\047]/, "", n)
+      if (index(n, ".") == 0) printf "%s ", n
+    }' "$1"
 }
 
 CURRENT_VOLUME=''
@@ -219,13 +226,15 @@ CURRENT_VOLUME=${CURRENT_VOLUME%/}
 REPOINT=0
 if [ -n "$CURRENT_VOLUME" ] && [ "$CURRENT_VOLUME" != "$MOUNT" ]; then
   VMS=$(toml_vm_names "$KRUNVM_TOML")
+  STRANDED='any VMs made before without their containers'
+  [ -z "$VMS" ] || STRANDED="these VMs without their containers: ${VMS% }"
   if [ "$FORCE" = 0 ]; then
-    die "krunvm already keeps its images and VMs on $CURRENT_VOLUME (storage_volume in $KRUNVM_TOML), not $MOUNT. Changing it would leave ${VMS:+these VMs without their containers: $VMS}${VMS:-any VMs made before without their containers}. Nothing was changed.
+    die "krunvm already keeps its images and VMs on $CURRENT_VOLUME (storage_volume in $KRUNVM_TOML), not $MOUNT. Changing it would leave $STRANDED. Nothing was changed.
   To keep using it: run this again with --mount $CURRENT_VOLUME
   To move to $MOUNT: delete those VMs first (krunvm delete NAME), then run this again with --force (the old file is kept as a .bak copy)"
   fi
   REPOINT=1
-  say "warning: --force: krunvm's storage_volume changes from $CURRENT_VOLUME to $MOUNT${VMS:+; these VMs will no longer start: $VMS}"
+  say "warning: --force: krunvm's storage_volume changes from $CURRENT_VOLUME to $MOUNT${VMS:+; these VMs will no longer start: ${VMS% }}"
 fi
 
 # ------------------------------------------------------------------ 2. krunvm and buildah

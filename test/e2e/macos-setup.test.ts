@@ -1,10 +1,11 @@
 // scripts/macos/setup.sh end to end, as on an Apple-silicon Mac: uname, sw_vers, sysctl, brew,
-// diskutil and mount are the stand-ins in test/fixtures/macos-stubs (first on PATH); HOME, /Volumes
+// diskutil and mount are the stand-ins in test/fixtures/macos-stubs (first on PATH), awk is the BWK
+// awk macOS has (Debian's original-awk); HOME, /Volumes
 // and the stand-ins' state are temp dirs, so nothing on this machine is touched. Then agent's own
 // image-store code (in-process as darwin, and a real `agent` process here) must leave the files the
 // script wrote exactly as they are.
 import {execa} from 'execa'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
@@ -13,6 +14,7 @@ import {ROOT, agent} from '../helpers/agent.js'
 
 const SCRIPT = join(ROOT, 'scripts/macos/setup.sh')
 const STUBS = join(ROOT, 'test/fixtures/macos-stubs')
+const BWK_AWK = '/usr/bin/original-awk'
 
 interface Mac {
   root: string
@@ -37,6 +39,10 @@ function mac(): Mac {
   const volumes = join(root, 'Volumes')
   const stub = join(root, 'stub')
   for (const d of [home, volumes, stub]) mkdirSync(d)
+  // macOS ships the BWK awk ("one true awk"), not mawk or gawk: the script must run with it.
+  if (!existsSync(BWK_AWK)) throw new Error(`${BWK_AWK} is missing: install the Debian package original-awk (scripts/setup.sh does)`)
+  mkdirSync(join(root, 'bin'))
+  symlinkSync(BWK_AWK, join(root, 'bin', 'awk'))
   const mount = join(volumes, 'krunvm')
   const state = join(mount, 'agent')
   return {
@@ -52,7 +58,7 @@ function mac(): Mac {
     run: async (args = [], env = {}) => {
       const r = await execa('bash', [SCRIPT, ...args], {
         env: {
-          PATH: `${STUBS}:${join(stub, 'brew/bin')}:/usr/local/bin:/usr/bin:/bin`,
+          PATH: `${STUBS}:${join(root, 'bin')}:${join(stub, 'brew/bin')}:/usr/local/bin:/usr/bin:/bin`,
           HOME: home,
           MACOS_STUB_STATE: stub,
           AGENT_SETUP_VOLUMES_DIR: volumes,
@@ -148,7 +154,7 @@ describe('scripts/macos/setup.sh on a Mac (stand-ins)', () => {
     const r = await m.run()
     expect(r.code).not.toBe(0)
     expect(r.out).toContain(`krunvm already keeps its images and VMs on ${old}`)
-    expect(r.out).toContain('fedora')
+    expect(r.out).toContain('Changing it would leave these VMs without their containers: fedora. Nothing was changed.')
     expect(r.out).toContain(`--mount ${old}`)
     expect(r.out).toContain('--force')
     expect(readFileSync(m.toml, 'utf8')).toBe(krunvmToml)
