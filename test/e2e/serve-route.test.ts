@@ -90,6 +90,27 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
   })
 })
 
+describe('concurrent clients', () => {
+  it('each gets its own output and diagnostics, nothing of the others\'', async () => {
+    const n = served()
+    const runs = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map((i) =>
+        i % 2
+          ? a(['vm', 'exec', '--vm', i < 3 ? vms.runc : vms.gvisor, '--timeout', '1', '--cmd', `echo out${i}; echo err${i} >&2; sleep 5`])
+          : a(['vm', 'exec', '--vm', i < 3 ? vms.runc : vms.gvisor, '--cmd', `echo out${i}; echo err${i} >&2; exit ${i + 10}`]),
+      ),
+    )
+    expect(served()).toBe(n + 6)
+    runs.forEach((r, i) => {
+      expect(r.stdout).toBe(`out${i}\n`)
+      if (i % 2) {
+        expect(r.code).toBe(124)
+        expect(r.stderr).toMatch(new RegExp(`^err${i}\nagent: error: command in python-[0-9a-f]+ timed out after 1s and was killed \\(exit 124\\)\n$`))
+      } else expect(r).toMatchObject({code: i + 10, stderr: `err${i}\n`})
+    })
+  })
+})
+
 describe('errors and vm list through agent serve', () => {
   it('a missing VM: the same error, hint and exit code, with and without --json', async () => {
     const {routed} = await both(['vm', 'exec', '--vm', 'python-00000000', '--cmd', 'true'])
