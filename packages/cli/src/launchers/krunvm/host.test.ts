@@ -155,4 +155,23 @@ describe('krunvm on this host', () => {
       'krunvm 0.2.7: network always on (no off switch: VMs need --network allow_all); one command per boot, no terminal; guest volumes through virtio-fs (AGENT_ENABLE_GUEST_VOLUMES=1)',
     )
   })
+
+  it('macOS: asks sysctl for Apple silicon and Hypervisor.framework (a virtual Mac has kern.hv_support 0)', async () => {
+    // The macOS stand-ins of test/fixtures/macos-stubs answer sysctl as a Mac would.
+    const stubs = resolve(HERE, '../../../../../test/fixtures/macos-stubs')
+    const mac = (over: NodeJS.ProcessEnv) =>
+      standinEnv({AGENT_KRUNVM_ASSUME_HYPERVISOR: undefined, PATH: [stubs, STANDIN_DIR, BUILDAH_PLACEHOLDER_DIR, process.env.PATH ?? ''].join(delimiter), MACOS_STUB_STATE: join(root, 'mac'), AGENT_SETUP_VOLUMES_DIR: join(root, 'mac'), ...over})
+    const hvCheck = async (env: NodeJS.ProcessEnv) => (await new KrunvmLauncher().checks({...probe(env), platform: 'darwin'})).find((c) => c.id === 'hypervisor')
+    expect(await new KrunvmLauncher({env: mac({}), platform: 'darwin'}).available()).toEqual({ok: true, version: 'krunvm 0.2.6'})
+    expect(await hvCheck(mac({}))).toMatchObject({ok: true, detail: 'macOS Hypervisor.framework (Apple silicon, kern.hv_support 1)'})
+
+    const virtual = await new KrunvmLauncher({env: mac({MACOS_STUB_HV: '0'}), platform: 'darwin'}).available()
+    expect(virtual).toMatchObject({ok: false, version: 'krunvm 0.2.6', reason: expect.stringMatching(/Hypervisor\.framework is not available \(sysctl kern\.hv_support is 0\)/)})
+    expect(await hvCheck(mac({MACOS_STUB_HV: '0'}))).toMatchObject({ok: false, fix: expect.stringMatching(/on the Mac itself/)})
+
+    const intel = await new KrunvmLauncher({env: mac({MACOS_STUB_TRANSLATED: 'absent'}), platform: 'darwin'}).available()
+    expect(intel).toMatchObject({ok: false, reason: expect.stringMatching(/needs Apple silicon \(sysctl hw\.optional\.arm64 is not 1\)/)})
+    const log = readFileSync(join(root, 'mac', 'log'), 'utf8')
+    expect(log).toContain('sysctl -n kern.hv_support')
+  })
 })

@@ -29,12 +29,40 @@ function missingBinaryReason(env: NodeJS.ProcessEnv): string {
 
 type Hypervisor = {ok: true} | {ok: false; reason: string; fix: string; noKvm: boolean}
 
-function hypervisor(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, kvm = KVM): Hypervisor {
+async function hypervisor(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, kvm = KVM): Promise<Hypervisor> {
   if (env[ASSUME_HYPERVISOR] === '1') return {ok: true}
-  if (platform !== 'linux' && platform !== 'darwin')
+  if (platform === 'darwin') return macHypervisor(env)
+  if (platform !== 'linux')
     return {ok: false, reason: `krunvm does not run on ${platform}`, fix: 'use a Linux host with KVM, or macOS on Apple silicon', noKvm: false}
   const c = checkHypervisor({platform, kvm, neededBy: ['krunvm']})
-  return c.ok ? {ok: true} : {ok: false, reason: c.detail, fix: c.fix ?? INSTALL_FIX, noKvm: platform === 'linux' && / does not exist/.test(c.detail)}
+  return c.ok ? {ok: true} : {ok: false, reason: c.detail, fix: c.fix ?? INSTALL_FIX, noKvm: / does not exist/.test(c.detail)}
+}
+
+async function sysctl(name: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  // sysctl lives in /usr/sbin, which a PATH may leave out.
+  const res = await tryRun(findBinary('sysctl', env) ?? '/usr/sbin/sysctl', ['-n', name], {env, extendEnv: false, timeoutMs: 10_000})
+  return res.exitCode === 0 ? res.stdout.trim() : undefined
+}
+
+/**
+ * macOS: libkrun needs Apple silicon (hw.optional.arm64 is 1 there, also when node runs under
+ * Rosetta) and Hypervisor.framework (kern.hv_support is 0 inside most virtual Macs, such as CI
+ * runners without nested virtualisation).
+ */
+async function macHypervisor(env: NodeJS.ProcessEnv): Promise<Hypervisor> {
+  if ((await sysctl('hw.optional.arm64', env)) !== '1') {
+    return {ok: false, reason: 'krunvm on macOS needs Apple silicon (sysctl hw.optional.arm64 is not 1)', fix: 'use an Apple-silicon Mac, or a Linux host (gvisor, or krunvm with KVM)', noKvm: false}
+  }
+  const hv = await sysctl('kern.hv_support', env)
+  if (hv !== '1') {
+    return {
+      ok: false,
+      reason: `Hypervisor.framework is not available (sysctl kern.hv_support is ${hv === undefined ? 'unreadable' : hv}): this is usually a virtual Mac without nested virtualisation`,
+      fix: 'run agent on the Mac itself, or on a Linux host (gvisor, or krunvm with KVM)',
+      noKvm: false,
+    }
+  }
+  return {ok: true}
 }
 
 /** krunvm's `--version` line, asked once per binary (cached in `cache`). */
@@ -56,7 +84,7 @@ async function krunvmVersion(bin: string, env: NodeJS.ProcessEnv, cache: Map<str
 /** Whether agent can use krunvm here, and if not, why and what to do. */
 export async function krunvmAvailability(env: NodeJS.ProcessEnv, platform: NodeJS.Platform, cache: Map<string, string | undefined>): Promise<Availability> {
   const bin = krunvmBinary(env)
-  const hv = hypervisor(env, platform)
+  const hv = await hypervisor(env, platform)
   if (!bin) {
     const missing = missingBinaryReason(env)
     // Say both when both are missing: installing krunvm alone would not help.
@@ -88,10 +116,17 @@ export async function krunvmChecks(host: HostProbe): Promise<HostCheck[]> {
   const hv: HostCheck =
     host.env[ASSUME_HYPERVISOR] === '1'
       ? {id: 'hypervisor', title: 'hypervisor', ok: true, detail: `not checked (${ASSUME_HYPERVISOR}=1, test only)`, neededBy: ['krunvm']}
-      : checkHypervisor({platform: host.platform, kvm: host.roots.kvm, neededBy: ['krunvm']})
+      : host.platform === 'darwin'
+        ? macHypervisorCheck(await macHypervisor(host.env))
+        : checkHypervisor({platform: host.platform, kvm: host.roots.kvm, neededBy: ['krunvm']})
   if (!bin.ok) return [bin, hv]
   // What the installed version allows (krunvm's CLI changes between versions; version.ts).
   const f = krunvmFeatures(version, host.platform)
   const what: HostCheck = {id: 'krunvm-version', title: 'krunvm version', ok: true, detail: f.summary, neededBy: ['krunvm']}
   return [bin, hv, what]
+}
+
+function macHypervisorCheck(h: Hypervisor): HostCheck {
+  const base = {id: 'hypervisor', title: 'hypervisor', neededBy: ['krunvm' as const]}
+  return h.ok ? {...base, ok: true, detail: 'macOS Hypervisor.framework (Apple silicon, kern.hv_support 1)'} : {...base, ok: false, detail: h.reason, fix: h.fix}
 }
