@@ -273,7 +273,10 @@ if [ "$ON_MAC" = 1 ]; then
     # `brew info` marks a formula "(bottled)" when a ready-made build exists for this macOS.
     FROM_SOURCE=''
     for f in $MISSING; do
-      if [ "$DRY_RUN" = 1 ] && ! has_line "$(brew tap)" "$TAP"; then break; fi
+      if [ "$DRY_RUN" = 1 ] && ! has_line "$(brew tap)" "$TAP"; then
+        say "(dry run: whether Homebrew has bottles for this macOS is known only once the tap is added)"
+        break
+      fi
       info=$(brew info "$TAP/$f" 2>/dev/null || true)
       case ${info%%$'\n'*} in
         *'(bottled)'*) ;;
@@ -347,6 +350,9 @@ else
   DEVS=$(volumes_named "$VOLNAME")
   case $(printf '%s' "$DEVS" | awk 'NF { n++ } END { print n + 0 }') in
     0)
+      if [ -e "$MOUNT" ]; then
+        die "$MOUNT exists but no volume is mounted there, so macOS would mount a new volume somewhere else (\"$MOUNT 1\"). Look at what is in it; move it aside if it is not needed, then run this again"
+      fi
       if [ -z "$CONTAINER" ]; then
         CONTAINER=$(diskutil info / | awk -F': *' '/APFS Container( Reference)?:/ {print $2; exit}')
         [ -n "$CONTAINER" ] || die "cannot find the APFS container of /: pass --container diskN (see \`diskutil apfs list\`)"

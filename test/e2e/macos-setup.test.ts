@@ -223,11 +223,17 @@ describe('scripts/macos/setup.sh on a Mac (stand-ins)', () => {
     expect(r2.out).toMatch(/several APFS volumes called "krunvm" \(disk3s8 disk3s9\)/)
   })
 
-  it('does not create volumes at a custom --mount (it would not come back after a restart)', async () => {
+  it('does not create volumes at a custom --mount (it would not come back after a restart), nor over a plain dir', async () => {
     const m = mac()
     const r = await m.run(['--mount', join(m.root, 'elsewhere')])
     expect(r.code).not.toBe(0)
     expect(r.out).toMatch(/nothing is mounted at .*elsewhere/)
+    expect(m.log().filter((l) => l.startsWith('diskutil apfs addVolume'))).toEqual([])
+    // A plain dir where the volume belongs: macOS would mount a new volume at "krunvm 1".
+    mkdirSync(m.mount)
+    const r2 = await m.run()
+    expect(r2.code).not.toBe(0)
+    expect(r2.out).toMatch(/Volumes\/krunvm exists but no volume is mounted there/)
     expect(m.log().filter((l) => l.startsWith('diskutil apfs addVolume'))).toEqual([])
   })
 
