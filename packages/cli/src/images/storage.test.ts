@@ -1,7 +1,9 @@
 import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {delimiter, dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {afterEach, describe, expect, it} from 'vitest'
+import {imageChecks} from './checks.js'
 import {imageStore, readStorageSettings} from './storage.js'
 
 describe('imageStore', () => {
@@ -126,5 +128,15 @@ describe('imageStore', () => {
       graphroot: '/a "b"\\c',
       runroot: '/r',
     })
+  })
+
+  it('doctor shows the problem as the image-storage line, without running buildah on that store', async () => {
+    const state = tmp()
+    writeStore(join(state, 'containers'), '[storage]\ndriver = "vfs"\ngraphroot = "/g"\n')
+    // The placeholder answers --version only; anything else it was asked would fail the line differently.
+    const placeholder = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../test/fixtures/buildah-placeholder')
+    const [bin, storage] = await imageChecks(state, {AGENT_STATE_DIR: state, PATH: [placeholder, process.env.PATH].join(delimiter)}, ['gvisor'])
+    expect(bin).toMatchObject({id: 'buildah', ok: true})
+    expect(storage).toMatchObject({id: 'image-storage', ok: false, detail: expect.stringMatching(/sets no runroot in its \[storage\] table/), fix: expect.stringMatching(/move it aside/)})
   })
 })
