@@ -336,6 +336,17 @@ describe('k8s stand-in: API contract through @kubernetes/client-node', () => {
     await core.deleteNamespacedPod({name: 'p-token', namespace: ns, gracePeriodSeconds: 0})
   })
 
+  it('runAsNonRoot with a root image is refused by the kubelet check (CreateContainerConfigError); runAsUser 1000 runs as uid 1000 with the API address in the environment', async () => {
+    await core.createNamespacedPod({namespace: ns, body: podBody('p-nonroot', {container: {securityContext: {runAsNonRoot: true}}})})
+    const refused = await watchPod('p-nonroot', (p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'CreateContainerConfigError')
+    expect(refused.pod.status.containerStatuses[0].state.waiting.message).toContain('runAsNonRoot and image will run as root')
+    await core.createNamespacedPod({namespace: ns, body: podBody('p-uid', {container: {securityContext: {runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, capabilities: {drop: ['ALL']}}}})})
+    await watchPod('p-uid', ready)
+    const r = await execIn('p-uid', ['sh', '-c', 'id -u; echo $KUBERNETES_SERVICE_HOST; grep CapEff /proc/self/status'])
+    expect(r.stdout).toBe('1000\n10.96.0.1\nCapEff:\t0000000000000000\n')
+    for (const name of ['p-nonroot', 'p-uid']) await core.deleteNamespacedPod({name, namespace: ns, gracePeriodSeconds: 0})
+  })
+
   it('close() leaves no runc container, buildah container, mount or directory behind', async () => {
     const other = await startStandin({})
     const okc = new k8s.KubeConfig()
