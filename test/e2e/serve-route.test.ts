@@ -81,6 +81,19 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
     expect(cat.routed.stdout).toBe('hello\nworld\n')
   })
 
+  it('a reader that goes away (| head -2): the command runs on to its timeout, as without a server', async () => {
+    const results = []
+    for (const env of [{}, {AGENT_SERVE_ROUTE: 'off'}]) {
+      const n = served()
+      const r = await execa('bash', ['-c', `"${process.execPath}" "${AGENT_BIN}" vm exec --vm ${vms[l]} --timeout 2 -- sh -c yes | head -2; echo "agent exit \${PIPESTATUS[0]}" >&2`], {env: {...st.env, NO_COLOR: '1', ...env}, reject: false})
+      expect(served()).toBe('AGENT_SERVE_ROUTE' in env ? n : n + 1)
+      results.push({stdout: r.stdout, stderr: r.stderr})
+    }
+    expect(results[0]).toEqual(results[1])
+    expect(results[0]!.stdout).toBe('y\ny')
+    expect(results[0]!.stderr).toMatch(/timed out after 2s and was killed \(exit 124\)\nagent exit 124$/)
+  })
+
   it('vm run and --hello', async () => {
     const run = await both(['vm', 'run', '--vm', vms[l], '--', 'python3', '-c', 'import sys; print(6*7); sys.exit(4)'])
     expect(run.routed).toMatchObject({code: 4, stdout: '42\n'})

@@ -153,8 +153,9 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
     }
 
     async function run(r: RoutedRequest): Promise<void> {
-      served++
-      logger().debug(`serve route: vm ${r.kind === 'exec' ? r.command : 'list'} (request ${served})`)
+      const t0 = performance.now()
+      const n = ++served
+      logger().debug(`serve route: vm ${r.kind === 'exec' ? r.command : 'list'} (request ${n})`)
       const rctx: ServiceContext = {...ctx, signal: abort.signal}
       let code = 0
       try {
@@ -166,6 +167,7 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
         code = out.code
       }
       phase = 'done'
+      logger().debug(`serve route: request ${n} exit ${code} after ${Math.round(performance.now() - t0)} ms`)
       stdin?.destroy()
       if (!sock.destroyed) sock.end(F.exitFrame(code))
     }

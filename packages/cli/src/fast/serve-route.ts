@@ -135,9 +135,19 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
 
+    // A reader that went away (`agent vm exec ... | head -1`): its output is dropped and the command
+    // runs on, as oclif's EPIPE handler makes the normal path do.
+    const gone = new Set<NodeJS.WriteStream>()
+    for (const out of [process.stdout, process.stderr]) {
+      out.on('error', () => {
+        gone.add(out)
+        socket.resume()
+      })
+    }
     const handle = (f: Frame) => {
       if (f.type === STDOUT || f.type === STDERR) {
         const out = f.type === STDOUT ? process.stdout : process.stderr
+        if (gone.has(out)) return
         // A slow reader of our output slows the server's sending, not our memory.
         if (!out.write(f.payload)) {
           socket.pause()
