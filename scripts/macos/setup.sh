@@ -277,8 +277,10 @@ if [ "$ON_MAC" = 1 ]; then
         say "(dry run: whether Homebrew has bottles for this macOS is known only once the tap is added)"
         break
       fi
+      # Its title line: "==> slp/krun/krunvm: stable 0.2.7 (bottled)".
       info=$(brew info "$TAP/$f" 2>/dev/null || true)
-      case ${info%%$'\n'*} in
+      title=$(awk -v name="$TAP/$f: " 'index($0, name) { print; exit }' <<<"$info")
+      case $title in
         *'(bottled)'*) ;;
         *) FROM_SOURCE="$FROM_SOURCE $f" ;;
       esac
