@@ -5,7 +5,8 @@
  * which way each went. Fallback: a stale socket, a server of another state dir, a killed server.
  */
 import {execa} from 'execa'
-import {symlinkSync, existsSync, mkdirSync, statSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {AGENT_BIN, agentIn, tempState, type AgentResult, type RunOptions} from '../helpers/agent.js'
@@ -100,6 +101,28 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
     const hello = await both(['vm', 'exec', '--vm', vms[l], '--hello'])
     expect(hello.routed.code).toBe(0)
     expect(hello.routed.stdout).not.toBe('')
+  })
+})
+
+describe('what a routed command loads', () => {
+  it('nothing but bin/run.js, src/fast and node builtins: no oclif, no database, no launcher code', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'agent-route-trace-'))
+    try {
+      const out = join(dir, 'loaded.txt')
+      const hook = `import {appendFileSync} from 'node:fs'\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(out)}, url + '\\n'); return next(url, context) }`
+      writeFileSync(join(dir, 'trace.mjs'), `import {register} from 'node:module'\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}))\n`)
+      writeFileSync(out, '')
+      const n = served()
+      const r = await execa(process.execPath, ['--import', join(dir, 'trace.mjs'), AGENT_BIN, 'vm', 'exec', '--vm', vms.runc, '--cmd', 'echo traced'], {env: {...st.env, NO_COLOR: '1'}, reject: false, stdin: 'ignore'})
+      expect(r.exitCode, r.stderr).toBe(0)
+      expect(r.stdout).toBe('traced')
+      expect(served()).toBe(n + 1)
+      const files = readFileSync(out, 'utf8').split('\n').filter((u) => u.startsWith('file:'))
+      expect(files.some((u) => u.endsWith('/dist/fast/serve-route.js')), files.join('\n')).toBe(true)
+      expect(files.filter((u) => !/\/bin\/run\.js$|\/dist\/fast\/[a-z-]+\.js$/.test(u))).toEqual([])
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 })
 
