@@ -401,7 +401,7 @@ async function cliSpeed() {
   result.cli = section
   mkdirSync(RESULTS_DIR, {recursive: true})
   const history = join(RESULTS_DIR, 'history.jsonl')
-  const line = {date: new Date().toISOString(), commit: gitHead(), quick: QUICK, nproc: cpus().length, loadStart: section.loadStart, loadEnd: section.loadEnd, medians: Object.fromEntries(section.figures.map((f) => [f.name.trim(), {agent: f.agent?.median ?? null, raw: f.raw?.median ?? null, load1: f.load[0], ...(f.limitMs != null ? {limit: f.limitMs, met: f.met} : {})}]))}
+  const line = {date: new Date().toISOString(), commit: gitHead(), quick: QUICK, nproc: cpus().length, loadStart: section.loadStart, loadEnd: section.loadEnd, medians: Object.fromEntries(section.figures.map((f) => [f.name.trim(), {agent: f.agent?.median ?? null, raw: f.raw?.median ?? null, load1: f.load[0], ...(f.limitMs != null ? {limit: f.limitMs, met: f.met} : {}), ...(f.cpu ? {cpu: f.cpu} : {})}]))}
   writeFileSync(history, JSON.stringify(line) + '\n', {flag: 'a'})
   log(`cli: medians appended to ${history}`)
 }
@@ -951,6 +951,7 @@ function renderReport() {
   lines.push('')
   lines.push(figuresTable(result.figures))
   lines.push('')
+  if (result.cli) lines.push('## CLI speed (issue 18)', '', ...cliSection(result.cli, h, gitHead()), '')
   if (result.memory.length) {
     lines.push('## Memory')
     lines.push('')

@@ -10,7 +10,7 @@
 //  - vm list, 16 running VMs               vs node -e 0                               <= 200 ms
 //  - vm exec --hello --all over 32 VMs     vs one raw hello exec, same VMs             <= 1.5 x (32 / cores x raw) + 300 ms
 // Called by bench.mjs with its helpers; appends the medians to bench/results/history.jsonl.
-import {existsSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {cpus} from 'node:os'
 import {join} from 'node:path'
@@ -34,8 +34,26 @@ export async function cliBench(h) {
   const n = h.QUICK ? 3 : 10
   const cores = cpus().length
   const section = {loadStart: loadNow(), figures: [], notes: [], cores}
+  // CPU time (user + sys of the process and its children, /usr/bin/time) next to wall time: on a
+  // loaded machine wall time is mostly waiting for a core, CPU time much less so.
+  const cpuFile = join(h.STATE, 'cpu-time.txt')
+  const cpuMs = async (file, args, env) => {
+    await h.run('/usr/bin/time', ['-f', '%U %S', '-o', cpuFile, file, ...args], {env: {...h.AGENT_ENV, ...env}, extendEnv: false, timeout: 300_000})
+    const [u, s] = readFileSync(cpuFile, 'utf8').trim().split('\n').pop().split(' ').map(Number)
+    return round((u + s) * 1000)
+  }
+  const cpuPair = async (agentArgs, rawFile, rawArgs) => {
+    const a = [], r = []
+    for (let i = 0; i < n; i++) {
+      a.push(await cpuMs('node', [h.RUN_JS, ...agentArgs]))
+      r.push(await cpuMs(rawFile, rawArgs))
+    }
+    return {agent: stats(a).median, raw: stats(r).median}
+  }
+  let cpu // set just before put() for the figures that have it
   const put = (name, agentS, rawS, rawLabel, target) => {
-    const f = {...figure('cli', name, agentS, rawS, rawLabel), load: loadNow()}
+    const f = {...figure('cli', name, agentS, rawS, rawLabel), load: loadNow(), ...(cpu ? {cpu} : {})}
+    cpu = undefined
     if (target) {
       const limit = typeof target.limit === 'function' ? target.limit(f) : target.limit
       Object.assign(f, {target: target.label, limitMs: round(limit), met: agentS ? agentS.median <= limit : null})
@@ -48,6 +66,7 @@ export async function cliBench(h) {
 
   if (p.has('version')) {
     const [nodeS, versionS] = await measure([() => h.run('node', ['-e', '0']), () => h.agent(['--version'])], {n: h.QUICK ? 3 : 15, warmup: 2})
+    cpu = await cpuPair(['--version'], 'node', ['-e', '0'])
     put('agent --version', versionS, nodeS, '`node -e 0`', {label: '<= 100', limit: 100})
   }
 
@@ -86,6 +105,7 @@ export async function cliBench(h) {
     for (const launcher of launchers) {
       const id = ids[launcher]
       const [agentS, rawS] = await measure([() => h.agent(['vm', 'exec', '--vm', id, '--cmd', 'echo hi']), () => h.rawExec(launcher, id, ['echo', 'hi'])], {n, warmup: 1})
+      cpu = await cpuPair(['vm', 'exec', '--vm', id, '--cmd', 'echo hi'], h.RUNTIME_BIN[launcher], ['--root', join(h.STATE, 'run', launcher), 'exec', `agent-${id}`, 'echo', 'hi'])
       put(`vm exec --cmd 'echo hi' (${launcher}, ${label})`, agentS, rawS, `\`${h.RUNTIME_BIN[launcher]} exec <ctr> echo hi\``, target)
     }
   }
@@ -104,6 +124,7 @@ export async function cliBench(h) {
     const want = h.QUICK ? 4 : 16
     await pool(Array.from({length: want - Object.keys(ids).length}), 2, () => h.createVm('python', 'runc', ['--mem', '64']))
     const [nodeS, listS] = await measure([() => h.run('node', ['-e', '0']), () => h.agent(['vm', 'list'])], {n, warmup: 1})
+    cpu = await cpuPair(['vm', 'list'], 'node', ['-e', '0'])
     put(`agent vm list (${want} running VMs)`, listS, nodeS, '`node -e 0`', {label: '<= 200', limit: 200})
   }
   if (h.vms.size) await h.agent(['vm', 'clean', '--all'], {timeout: 600_000})
@@ -180,13 +201,13 @@ async function fanout32(h, put, section) {
 export function cliSection(c, host, commit) {
   const cell = (x) => (x == null || Number.isNaN(x) ? '—' : String(Math.round(x)))
   return [
-    `Measured ${host.date.slice(0, 10)} (commit ${commit ?? '?'}) by \`BENCH_ONLY=cli npm run bench\` on ${host.nproc} cores, ${host.runsc}, ${host.runc.split('\n')[0]}, Node ${host.node}. Load average (1/5/15 min) at start ${c.loadStart.join(' / ')}, at end ${c.loadEnd.join(' / ')}; the load column is the 1-minute load when the figure was taken (the machine is shared: a load above ${host.nproc} means other work ran alongside, which is why each figure has its raw baseline from the same run, interleaved). Medians in ms; the history of every run is in bench/results/history.jsonl.`,
+    `Measured ${host.date.slice(0, 10)} (commit ${commit ?? '?'}) by \`BENCH_ONLY=cli npm run bench\` on ${host.nproc} cores, ${host.runsc}, ${host.runc.split('\n')[0]}, Node ${host.node}. Load average (1/5/15 min) at start ${c.loadStart.join(' / ')}, at end ${c.loadEnd.join(' / ')}; the load column is the 1-minute load when the figure was taken (the machine is shared: a load above ${host.nproc} means other work ran alongside, which is why each figure has its raw baseline from the same run, interleaved). Medians in ms. CPU agent / raw: median user + sys CPU ms of the process and its children (/usr/bin/time, 10 ms resolution), measured right after the wall-time runs; it moves much less with the load. The history of every run is in bench/results/history.jsonl.`,
     '',
-    '| figure | agent | min–max | N | raw baseline | raw | ratio | target | met | load |',
-    '|---|---:|---:|---:|---|---:|---:|---|---|---:|',
+    '| figure | agent | min–max | N | raw baseline | raw | ratio | target | met | CPU agent / raw | load |',
+    '|---|---:|---:|---:|---|---:|---:|---|---|---:|---:|',
     ...c.figures.map(
       (f) =>
-        `| ${f.name} | ${cell(f.agent?.median)} | ${cell(f.agent?.min)}–${cell(f.agent?.max)} | ${f.agent?.n ?? '—'} | ${f.rawLabel ?? '—'} | ${f.raw ? cell(f.raw.median) : '—'} | ${f.ratio != null ? `${f.ratio.toFixed(2)}x` : '—'} | ${f.target ? `${f.target} (${cell(f.limitMs)})` : ''} | ${f.met == null ? '' : f.met ? 'met' : '**missed**'} | ${f.load[0]} |`,
+        `| ${f.name} | ${cell(f.agent?.median)} | ${cell(f.agent?.min)}–${cell(f.agent?.max)} | ${f.agent?.n ?? '—'} | ${f.rawLabel ?? '—'} | ${f.raw ? cell(f.raw.median) : '—'} | ${f.ratio != null ? `${f.ratio.toFixed(2)}x` : '—'} | ${f.target ? `${f.target} (${cell(f.limitMs)})` : ''} | ${f.met == null ? '' : f.met ? 'met' : '**missed**'} | ${f.cpu ? `${cell(f.cpu.agent)} / ${cell(f.cpu.raw)}` : ''} | ${f.load[0]} |`,
     ),
     ...(c.notes.length ? ['', ...c.notes.map((s) => `- ${s}`)] : []),
   ]
