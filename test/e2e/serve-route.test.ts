@@ -256,8 +256,17 @@ describe('fallback: no server answers for this state dir', () => {
 
   it('a killed server leaves a stale socket: commands still run (not routed), and the next server replaces it', async () => {
     const sock = join(st.dir, 'serve.sock')
+    // A routed command in flight when the server dies: the client says so (exit 5), the guest command ends.
+    const c = execa(process.execPath, [AGENT_BIN, 'vm', 'exec', '--vm', vms.runc, '--cmd', 'echo start; sleep 44.5'], {env: {...st.env, NO_COLOR: '1'}, reject: false, stdin: 'ignore'})
+    let out = ''
+    c.stdout?.on('data', (b: Buffer) => (out += b.toString()))
+    expect(await waitUntil(() => out.includes('start'), 60_000)).toBe(true)
     server.proc.kill('SIGKILL')
     await server.proc
+    const r = await c
+    expect({code: r.exitCode, stderr: r.stderr}).toEqual({code: 5, stderr: 'Error: agent serve stopped before the command ended\nHint: run it again; without a server agent runs it itself'})
+    const ps = async () => (await a(['vm', 'exec', '--vm', vms.runc, '--', 'sh', '-c', 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done'])).stdout.split('\n').filter((l) => l.startsWith('sleep 44.5')).length
+    expect(await waitUntil(async () => (await ps()) === 0, 30_000)).toBe(true)
     expect(statSync(sock).isSocket()).toBe(true)
     const {routed, plain} = {routed: await a(['vm', 'exec', '--vm', vms.runc, '--cmd', 'echo hi; exit 7']), plain: await a(['vm', 'exec', '--vm', vms.runc, '--cmd', 'echo hi; exit 7'], {env: {AGENT_SERVE_ROUTE: 'off'}})}
     expect(routed).toMatchObject({code: 7, stdout: 'hi\n', stderr: ''})
