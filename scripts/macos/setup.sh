@@ -324,14 +324,30 @@ mounted_at() {
 
 PASSWORD_NOTE="macOS may ask for your password (or Touch ID) for this diskutil step: the prompt is macOS's own, and this script never sees or stores it."
 
-# The device identifiers (diskNsM) of the APFS volumes called NAME, from `diskutil apfs list`.
+# diskutil's text output is in the user's language; its -plist output is not, so that is what is read.
+# plist_string KEY: the first <string> value of KEY in a plist on stdin (a here-string, not a
+# pipe: awk stops at the first match, which could kill a writer with SIGPIPE under pipefail).
+plist_string() {
+  awk -v key="<key>$1</key>" '
+    function value(line) { if (match(line, /<string>[^<]*<\/string>/)) { print substr(line, RSTART + 8, RLENGTH - 17); exit } }
+    found { value($0); found = 0 }
+    index($0, key) { found = 1; value(substr($0, index($0, key) + length(key))) }'
+}
+
+# The device identifiers (diskNsM) of the APFS volumes called NAME, from `diskutil apfs list -plist`
+# (in each volume's dict, DeviceIdentifier comes before Name: plist keys are sorted).
 volumes_named() {
-  diskutil apfs list | awk -v want="$1" '
-    /APFS Volume Disk \(Role\):/ { dev = $0; sub(/.*\(Role\):[ \t]*/, "", dev); sub(/[ \t].*$/, "", dev) }
-    /^[ |+-]*Name:/ {
-      n = $0; sub(/.*Name:[ \t]*/, "", n); sub(/[ \t]*\([^()]*\)[ \t]*$/, "", n)
-      if (n == want && dev != "") print dev
-    }'
+  local list
+  list=$(diskutil apfs list -plist) || die "diskutil apfs list failed; see its message above"
+  awk -v want="$1" '
+    /<key>DeviceIdentifier<\/key>/ { k = "dev"; next }
+    /<key>Name<\/key>/ { k = "name"; next }
+    k != "" && match($0, /<string>[^<]*<\/string>/) {
+      v = substr($0, RSTART + 8, RLENGTH - 17)
+      if (k == "dev") dev = v
+      else if (v == want && dev != "") print dev
+    }
+    { k = "" }' <<<"$list"
 }
 
 check_volume() {
@@ -356,7 +372,8 @@ else
         die "$MOUNT exists but no volume is mounted there, so macOS would mount a new volume somewhere else (\"$MOUNT 1\"). Look at what is in it; move it aside if it is not needed, then run this again"
       fi
       if [ -z "$CONTAINER" ]; then
-        CONTAINER=$(diskutil info / | awk -F': *' '/APFS Container( Reference)?:/ {print $2; exit}')
+        info=$(diskutil info -plist /) || die "diskutil info / failed; pass --container diskN (see \`diskutil apfs list\`)"
+        CONTAINER=$(plist_string APFSContainerReference <<<"$info")
         [ -n "$CONTAINER" ] || die "cannot find the APFS container of /: pass --container diskN (see \`diskutil apfs list\`)"
       fi
       say "creating the case-sensitive APFS volume \"$VOLNAME\" in $CONTAINER: it shares that container's free space, erases nothing, and macOS mounts it at $VOLUMES_DIR/$VOLNAME"
@@ -366,7 +383,8 @@ else
       ;;
     1)
       DEV=$DEVS
-      fs=$(diskutil info "$DEV" | awk -F': *' '/File System Personality:/ {print $2; exit}')
+      info=$(diskutil info -plist "$DEV") || die "diskutil info $DEV failed; see its message above"
+      fs=$(plist_string FilesystemName <<<"$info")
       case $fs in
         *[Cc]ase-sensitive*) ;;
         *) die "the APFS volume \"$VOLNAME\" ($DEV) is \"$fs\", not case-sensitive; choose another --volume-name" ;;
@@ -381,7 +399,7 @@ else
       ;;
   esac
   if [ "$DRY_RUN" = 0 ]; then
-    mounted_at "$MOUNT" || die "the volume \"$VOLNAME\" is not mounted at $MOUNT after diskutil; see \`diskutil info $VOLNAME\` in Disk Utility, and run this again"
+    mounted_at "$MOUNT" || die "the volume \"$VOLNAME\" is not mounted at $MOUNT after diskutil; see the volume in Disk Utility, and run this again"
     check_volume
   fi
 fi

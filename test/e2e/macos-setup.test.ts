@@ -200,9 +200,9 @@ describe('scripts/macos/setup.sh on a Mac (stand-ins)', () => {
     expect(r.code, r.out).toBe(0)
     const log = m.log()
     expect(log).toContain('diskutil mount disk3s9')
-    expect(log).toContain('diskutil info disk3s9')
+    expect(log).toContain('diskutil info -plist disk3s9')
     // A volume name is not a documented diskutil specifier: never used as one.
-    expect(log.filter((l) => /^diskutil (info|mount) krunvm/.test(l))).toEqual([])
+    expect(log.filter((l) => /^diskutil (info|mount)( -plist)? krunvm/.test(l))).toEqual([])
     expect(log.filter((l) => l.startsWith('diskutil apfs addVolume'))).toEqual([])
     expect(r.out).toContain('mounted disk3s9 at')
   })
