@@ -10,7 +10,9 @@
 #  3. A case-sensitive APFS volume for krunvm's buildah storage, /Volumes/<name> (default
 #     /Volumes/krunvm): an existing one is found by its device identifier and mounted; none is
 #     made with `diskutil apfs addVolume` (it shares the disk's free space, erases nothing).
-#     macOS mounts it at /Volumes/<name> again after every restart.
+#     macOS mounts it at /Volumes/<name> again after every restart. macOS may ask for your
+#     password for these diskutil steps (the script says so first).
+#     Tests set AGENT_SETUP_VOLUMES_DIR to stand in for /Volumes; nothing else should.
 #  4. krunvm's storage_volume in ~/Library/Preferences/rs.krunvm/krunvm.toml, so krunvm never
 #     stops to ask for it. A different storage_volume that is already set is not changed: the
 #     VMs defined there keep their containers on that volume. The script stops and says what to
