@@ -15,9 +15,9 @@
  *   <state>/persist/<id>/persist.img   sparse ext4 image of --persist-size MiB
  *   <vmDir>/persist/                   its loop mount while the VM exists, bound at /persist
  */
-import {existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, symlinkSync, chmodSync, unlinkSync} from 'node:fs'
+import {closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, chmodSync, unlinkSync} from 'node:fs'
 import {join} from 'node:path'
-import {AgentError} from '../errors.js'
+import {AgentError, errorMessage} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import {run, tryRun} from '../system/index.js'
 
@@ -112,10 +112,42 @@ export async function releaseDisk(vmDir: string): Promise<void> {
     }
   }
   // `mount -o loop` sets autoclear, but a killed agent can leave a device bound to the image.
-  if (existsSync(d.image)) {
-    const res = await tryRun('losetup', ['-j', d.image, '-O', 'NAME', '-n'])
-    for (const dev of res.stdout.split('\n').map((s) => s.trim()).filter(Boolean)) await tryRun('losetup', ['-d', dev])
+  await detachLoops(d.image)
+}
+
+/**
+ * Loop devices bound to `image`, as `losetup -j` finds them: each device's backing file (sysfs)
+ * compared by device and inode with the image. Read from /sys, no program started.
+ */
+export function loopsOf(image: string, sysBlock = '/sys/block'): string[] {
+  let want
+  try {
+    want = statSync(image)
+  } catch {
+    return []
   }
+  const found: string[] = []
+  let names: string[]
+  try {
+    names = readdirSync(sysBlock).filter((n) => /^loop\d+$/.test(n))
+  } catch {
+    return []
+  }
+  for (const n of names) {
+    try {
+      const backing = readFileSync(join(sysBlock, n, 'loop', 'backing_file'), 'utf8').replace(/\n$/, '')
+      const st = statSync(backing)
+      if (st.dev === want.dev && st.ino === want.ino) found.push(`/dev/${n}`)
+    } catch {
+      // not bound, or its backing file is gone: not ours
+    }
+  }
+  return found
+}
+
+/** Frees every loop device still bound to `image`; tolerates devices that go meanwhile. */
+async function detachLoops(image: string): Promise<void> {
+  for (const dev of loopsOf(image)) await tryRun('losetup', ['-d', dev])
 }
 
 export const PERSIST_IMAGE = 'persist.img'
@@ -147,19 +179,26 @@ export async function ensurePersist(vmDir: string, persistDir: string, mib: numb
 
 /** Frees any loop device still bound to a kept persist image (a killed agent); its mount went with releaseDisk. */
 export async function releasePersist(persistDir: string): Promise<void> {
-  const image = join(persistDir, PERSIST_IMAGE)
-  if (!existsSync(image)) return
-  const res = await tryRun('losetup', ['-j', image, '-O', 'NAME', '-n'])
-  for (const dev of res.stdout.split('\n').map((x) => x.trim()).filter(Boolean)) await tryRun('losetup', ['-d', dev])
+  await detachLoops(join(persistDir, PERSIST_IMAGE))
 }
 
 /** A sparse ext4 image of `mib` MiB, made under a temporary name and renamed, so a half-made one is never used. */
 async function makeExt4(image: string, mib: number, what: string): Promise<void> {
   const tmp = `${image}.new`
-  await sh('truncate', ['-s', `${Math.max(16, Math.floor(mib))}M`, tmp], `creating ${what}`)
+  // What `truncate -s` does: a sparse file of that size (no blocks written).
+  try {
+    const fd = openSync(tmp, 'w', 0o644)
+    try {
+      ftruncateSync(fd, Math.max(16, Math.floor(mib)) * 1024 * 1024)
+    } finally {
+      closeSync(fd)
+    }
+  } catch (err) {
+    throw new AgentError('internal', `creating ${what} failed: ${errorMessage(err)}`)
+  }
   // -m 0: guest root would use reserved blocks anyway; nodiscard keeps it fast and sparse.
   await sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'nodiscard', tmp], `formatting ${what}`)
-  await sh('mv', ['-f', tmp, image], `creating ${what}`)
+  renameSync(tmp, image)
 }
 
 /** Any mount at or below dir: removal must never recurse into a mounted file system. */
