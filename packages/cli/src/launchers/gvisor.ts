@@ -6,6 +6,7 @@ import type {VmRecord} from '../state/vm-record.js'
 import {sleep, tryRun} from '../system/index.js'
 import type {Availability, LaunchContext, LauncherRefs} from './launcher.js'
 import {OciLauncher} from './oci.js'
+import {probeVersion} from './version-probe.js'
 import {choosePlatform, DEFAULT_GVISOR_PLATFORM, GVISOR_PLATFORM_OPTION, GVISOR_PLATFORMS, gvisorFactsLine, type GvisorFacts, type GvisorPlatform, gvisorWarning, platformProblem, runscFacts} from './gvisor-version.js'
 
 /**
@@ -124,9 +125,9 @@ export class GvisorLauncher extends OciLauncher {
   /** The binary's facts, asking it once per process when available() has not already. */
   private knownFacts(): Promise<GvisorFacts | undefined> {
     if (this.facts) return Promise.resolve(this.facts)
-    this.factsMemo ??= tryRun(this.runtime.bin, ['--version'], {timeoutMs: 10_000}).then((r) => {
-      if (r.exitCode !== 0) return undefined
-      this.facts = runscFacts(r.stdout)
+    this.factsMemo ??= probeVersion(this.runtime.bin).then((r) => {
+      if (r.exitCode !== 0 || r.missing) return undefined
+      this.facts = runscFacts(r.line)
       return this.facts
     })
     return this.factsMemo

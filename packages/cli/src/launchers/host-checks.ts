@@ -8,7 +8,9 @@ import {join} from 'node:path'
 import {errorMessage} from '../errors.js'
 import type {LauncherName} from '../state/vm-record.js'
 import {findBinary, tryRun} from '../system/index.js'
-import type {HostCheck, HostRoots} from './launcher.js'
+import {DNSMASQ_FIX, NFT_FIX} from './egress.js'
+import type {HostCheck, HostProbe, HostRoots} from './launcher.js'
+import type {OciRuntime} from './oci.js'
 
 export interface BinarySpec {
   id: string
@@ -85,4 +87,19 @@ export function checkCgroups(roots: Pick<HostRoots, 'cgroupRoot' | 'procCgroups'
   return missing.length
     ? {...base, ok: false, detail: `cgroup v1${hybrid}, missing or unmounted controllers: ${missing.join(', ')}`, fix}
     : {...base, ok: true, detail: `cgroup v1${hybrid} (${need.join(', ')} mounted)`}
+}
+
+/** What an OCI launcher (gvisor, runc) needs: its runtime, slirp4netns, nft, dnsmasq and cgroups. */
+export async function ociHostChecks(rt: OciRuntime, host: HostProbe): Promise<HostCheck[]> {
+  if (host.platform !== 'linux') return []
+  const bin = await checkBinary({id: rt.spec, cmd: rt.bin, envVar: rt.binEnv, neededBy: [rt.name], fix: rt.fix}, host.env)
+  const facts = bin.version ? rt.versionFacts?.(bin.version) : undefined
+  if (facts) bin.detail += `; ${facts}`
+  const slirp = await checkBinary(
+    {id: 'slirp4netns', cmd: 'slirp4netns', neededBy: [rt.name], fix: 'install slirp4netns: `apt-get install slirp4netns` (needed for --network allow_all with gvisor and runc)'},
+    host.env,
+  )
+  const nft = await checkBinary({id: 'nft', cmd: 'nft', neededBy: [rt.name], fix: `${NFT_FIX}; needed for --network allow_all and allow:LIST`}, host.env)
+  const dnsmasq = await checkBinary({id: 'dnsmasq', cmd: 'dnsmasq', neededBy: [rt.name], fix: `${DNSMASQ_FIX}; needed for --network allow:DOMAINS`}, host.env)
+  return [bin, slirp, nft, dnsmasq, checkCgroups(host.roots, [rt.name])]
 }

@@ -18,18 +18,20 @@ import {logger} from '../logging/logger.js'
 import type {LauncherName, VmRecord} from '../state/vm-record.js'
 import {lastLines, lastLinesOfFile, run, sleep, tryRun} from '../system/index.js'
 import {diskLayout, ensureDisk, ensurePersist, ensureRootfs, isMounted, mountsUnder, releaseDisk, releasePersist} from './disk.js'
-import {checkBinary, checkCgroups} from './host-checks.js'
+import {ociHostChecks} from './host-checks.js'
 import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
 import type {
   Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotRequest, SnapshotResult, VmUsage,
 } from './launcher.js'
 import {cgroupUsage, diskUsage, processStartedAt} from './oci-usage.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
-import {applyEgress, DNSMASQ_FIX, NFT_FIX, stopEgress} from './egress.js'
+import {applyEgress, stopEgress} from './egress.js'
 import {guestResolver} from './egress-policy.js'
 import {channelHostDir, channelSocketPath} from './guest-channel.js'
 import {ociExec} from './oci-exec.js'
+import {containerState, endContainer, hasRuntimeState, listContainers} from './oci-state.js'
 import {buildOciSpec, type OciFlavour} from './oci-spec.js'
+import {probeVersion} from './version-probe.js'
 
 /** What differs between runsc and runc. */
 export interface OciRuntime {
@@ -74,28 +76,18 @@ export class OciLauncher implements Launcher {
   }
 
   async checks(host: HostProbe): Promise<HostCheck[]> {
-    const rt = this.runtime
-    if (host.platform !== 'linux') return []
-    const bin = await checkBinary({id: rt.spec, cmd: rt.bin, envVar: rt.binEnv, neededBy: [rt.name], fix: rt.fix}, host.env)
-    const facts = bin.version ? rt.versionFacts?.(bin.version) : undefined
-    if (facts) bin.detail += `; ${facts}`
-    const slirp = await checkBinary(
-      {id: 'slirp4netns', cmd: 'slirp4netns', neededBy: [rt.name], fix: 'install slirp4netns: `apt-get install slirp4netns` (needed for --network allow_all with gvisor and runc)'},
-      host.env,
-    )
-    const nft = await checkBinary({id: 'nft', cmd: 'nft', neededBy: [rt.name], fix: `${NFT_FIX}; needed for --network allow_all and allow:LIST`}, host.env)
-    const dnsmasq = await checkBinary({id: 'dnsmasq', cmd: 'dnsmasq', neededBy: [rt.name], fix: `${DNSMASQ_FIX}; needed for --network allow:DOMAINS`}, host.env)
-    return [bin, slirp, nft, dnsmasq, checkCgroups(host.roots, [rt.name])]
+    return ociHostChecks(this.runtime, host)
   }
 
   // ---------------------------------------------------------------- availability
 
   async available(): Promise<Availability> {
     const rt = this.runtime
-    const res = await tryRun(rt.bin, ['--version'], {timeoutMs: 10_000})
+    // Asked once per binary (version-probe.ts), not once per command.
+    const res = await probeVersion(rt.bin)
     if (res.missing) return {ok: false, reason: `${rt.bin} is not installed`, fix: rt.fix}
-    if (res.exitCode !== 0) return {ok: false, reason: `${rt.bin} --version failed: ${res.stderr.trim().split('\n')[0] || `exit ${res.exitCode}`}`, fix: rt.fix}
-    const version = res.stdout.split('\n')[0]!.trim()
+    if (res.exitCode !== 0) return {ok: false, reason: `${rt.bin} --version failed: ${res.line || `exit ${res.exitCode}`}`, fix: rt.fix}
+    const version = res.line
     if (process.getuid?.() !== 0) return {ok: false, version, reason: `${rt.name} needs root (loop and overlay mounts, cgroups)`, fix: 'run agent as root'}
     const why = rt.hostCheck?.()
     if (why) return {ok: false, version, reason: why, fix: rt.fix}
@@ -116,26 +108,24 @@ export class OciLauncher implements Launcher {
   }
 
   async stop(vm: VmRecord, ctx: LaunchContext): Promise<void> {
-    ctx.step?.('stop sandbox')
-    await this.killContainer(vm, ctx.paths)
-    ctx.step?.('stop network')
-    const vmDir = ctx.paths.vmDir(vm.id)
-    await stopEgress(vmDir)
-    await stopSlirp(vmDir)
-    await releaseNetns(vmDir)
+    const {deleted} = await this.stopSandbox(vm, ctx)
+    await deleted
     // Disk and overlay stay mounted so /out stays readable; start() re-mounts them after a reboot.
   }
 
   async remove(vm: VmRecord, ctx: LaunchContext): Promise<void> {
     const vmDir = ctx.paths.vmDir(vm.id)
-    await this.stop(vm, ctx)
-    ctx.step?.('unmount root filesystem')
-    await releaseDisk(vmDir)
-    if (ctx.persistDir) await releasePersist(ctx.persistDir)
-    ctx.step?.('remove working container')
-    const buildah = this.buildah(ctx.paths)
-    await buildah.umount(containerName(vm.id))
-    await buildah.rm(containerName(vm.id))
+    const {deleted} = await this.stopSandbox(vm, ctx)
+    try {
+      ctx.step?.('unmount root filesystem')
+      await releaseDisk(vmDir)
+      if (ctx.persistDir) await releasePersist(ctx.persistDir)
+      ctx.step?.('remove working container')
+      // `buildah rm` unmounts the container itself.
+      await this.buildah(ctx.paths).rm(containerName(vm.id))
+    } finally {
+      await deleted
+    }
     ctx.step?.('remove files')
     const left = mountsUnder(vmDir)
     if (left.length) throw new AgentError('internal', `cannot remove ${vmDir}: still mounted: ${left.join(', ')}`, {hint: `umount ${left.join(' ')}`})
@@ -214,7 +204,8 @@ export class OciLauncher implements Launcher {
     const {paths} = ctx
     const root = this.root(paths)
     const name = containerName(vm.id)
-    const state = await this.containerState(paths, name)
+    // A fresh id, or a VM whose last stop deleted it, has no runtime state: nothing to ask.
+    const state = hasRuntimeState(root, name) ? await this.containerState(paths, name) : undefined
     if (state === 'running') return
     if (state !== undefined) await this.rt(root, ['delete', '--force', name])
     // A leftover cgroup (crashed sandbox) would keep its old limits: runsc reuses it as is.
@@ -249,21 +240,40 @@ export class OciLauncher implements Launcher {
     for (let i = 0; i < 60 && !existsSync(sock); i++) await sleep(50)
   }
 
-  /** SIGTERM to init (it exits cleanly), SIGKILL after a short grace, then delete. */
-  private async killContainer(vm: VmRecord, paths: StatePaths): Promise<void> {
-    const root = this.root(paths)
+  /**
+   * Ends the sandbox (oci-state.ts), starts the runtime's delete and stops the network. Once the
+   * sandbox's processes have ended nothing of the VM is in use, so the caller goes on while the
+   * delete runs: `runsc delete` waits until the host's init has collected the dead sandbox, which
+   * takes up to ~2 s on some hosts. `deleted` settles once the runtime forgot it and its cgroups
+   * are gone.
+   */
+  private async stopSandbox(vm: VmRecord, ctx: LaunchContext): Promise<{deleted: Promise<void>}> {
+    ctx.step?.('stop sandbox')
+    const root = this.root(ctx.paths)
     const name = containerName(vm.id)
-    let state = await this.containerState(paths, name)
-    if (state === 'running') {
-      await this.rt(root, ['kill', name, 'TERM'])
-      for (let i = 0; i < 20 && state === 'running'; i++) {
-        await sleep(100)
-        state = await this.containerState(paths, name)
-      }
-      if (state === 'running') await this.rt(root, ['kill', name, 'KILL'])
+    const call = (args: readonly string[]) => this.rt(root, args)
+    const state = hasRuntimeState(root, name) ? await containerState(call, name) : undefined
+    let deleted = Promise.resolve()
+    if (state === undefined) removeCgroups(vm.id)
+    else {
+      const ended = state.status === 'running' && (await endContainer(call, root, name, state))
+      deleted = call(['delete', '--force', name]).then(() => removeCgroups(vm.id))
+      // Awaited by the caller; this only marks a failure as handled meanwhile.
+      deleted.catch(() => undefined)
+      // Not seen to end (paused, created, or a kill that did not take): the delete first, as it kills.
+      if (!ended) await deleted
     }
-    if (state !== undefined) await this.rt(root, ['delete', '--force', name])
-    removeCgroups(vm.id)
+    try {
+      ctx.step?.('stop network')
+      const vmDir = ctx.paths.vmDir(vm.id)
+      await stopEgress(vmDir)
+      await stopSlirp(vmDir)
+      await releaseNetns(vmDir)
+    } catch (err) {
+      await deleted
+      throw err
+    }
+    return {deleted}
   }
 
   // ---------------------------------------------------------------- status
@@ -271,17 +281,14 @@ export class OciLauncher implements Launcher {
   async status(vms: readonly VmRecord[], ctx: Pick<LaunchContext, 'paths'>): Promise<Map<string, RuntimeState>> {
     const out = new Map<string, RuntimeState>()
     if (!vms.length) return out
-    const running = new Set<string>()
     const root = this.root(ctx.paths)
-    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {timeoutMs: 30_000})
-    if (res.exitCode === 0) {
-      const rows = (JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status: string}>
-      // A paused sandbox (held still for a snapshot) is alive.
-      for (const r of rows) if (r.status === 'running' || r.status === 'paused') running.add(r.id)
-    } else if (existsSync(root)) {
+    const {rows, res} = await listContainers((args) => this.rt(root, args))
+    if (!rows && existsSync(root)) {
       // An unanswered list is not "nothing runs": the caller must keep the rows as they are.
       throw unavailable(`cannot ask ${this.runtime.bin} which VMs run: ${lastLines(res.all, 1) || `exit ${res.exitCode}`}`, this.runtime.fix)
     }
+    // A paused sandbox (held still for a snapshot) is alive.
+    const running = new Set((rows ?? []).filter((r) => r.status === 'running' || r.status === 'paused').map((r) => r.id))
     for (const vm of vms) {
       if (running.has(containerName(vm.id))) out.set(vm.id, 'running')
       else if (existsSync(diskLayout(ctx.paths.vmDir(vm.id)).image)) out.set(vm.id, 'stopped')
@@ -295,9 +302,8 @@ export class OciLauncher implements Launcher {
   async usage(vm: VmRecord, ctx: LaunchContext): Promise<VmUsage> {
     const name = containerName(vm.id)
     const root = this.root(ctx.paths)
-    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(root), 'list', '--format', 'json'], {timeoutMs: 30_000})
-    let row: {status?: string; created?: string; pid?: number} | undefined
-    if (res.exitCode === 0) row = ((JSON.parse(res.stdout || 'null') ?? []) as Array<{id: string; status?: string; created?: string; pid?: number}>).find((r) => r.id === name)
+    const {rows, res} = await listContainers((args) => this.rt(root, args))
+    const row = rows?.find((r) => r.id === name)
     const running = row?.status === 'running' || row?.status === 'paused'
     const u = cgroupUsage(vm.id, running)
     // runc's list says when; runsc's does not, so its sandbox process says.
@@ -438,13 +444,7 @@ export class OciLauncher implements Launcher {
 
   /** 'running' | 'stopped' | 'created' ... or undefined when the runtime does not know it. */
   private async containerState(paths: StatePaths, name: string): Promise<string | undefined> {
-    const res = await tryRun(this.runtime.bin, [...this.runtime.globalArgs(this.root(paths)), 'state', name], {timeoutMs: 30_000})
-    if (res.exitCode !== 0) return undefined
-    try {
-      return (JSON.parse(res.stdout) as {status?: string}).status ?? 'unknown'
-    } catch (err) {
-      logger().debug(`state ${name}: ${errorMessage(err)}`)
-      return 'unknown'
-    }
+    const root = this.root(paths)
+    return (await containerState((args) => this.rt(root, args), name))?.status
   }
 }

@@ -1,4 +1,4 @@
-import {accessSync, constants, statSync} from 'node:fs'
+import {accessSync, constants, readFileSync, statSync} from 'node:fs'
 import {delimiter, join} from 'node:path'
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -57,4 +57,47 @@ export function findBinary(cmd: string, env: NodeJS.ProcessEnv = process.env, ex
   if (cmd.includes('/')) return ok(cmd) ? cmd : undefined
   for (const dir of (env.PATH ?? '').split(delimiter)) if (dir && ok(join(dir, cmd))) return join(dir, cmd)
   return undefined
+}
+
+/** A process pinned by its start time (/proc/<pid>/stat field 22), so that a reused pid is never taken for it. */
+export interface PinnedProcess {
+  pid: number
+  start: string
+}
+
+/** State letter and start time from /proc/<pid>/stat, or undefined when there is no such process. */
+export function processStat(pid: number): {state: string; start: string} | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // The name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return {state: f[0] ?? '', start: f[19] ?? ''}
+  } catch {
+    return undefined
+  }
+}
+
+export function pinProcess(pid: number): PinnedProcess | undefined {
+  const s = processStat(pid)
+  return s ? {pid, start: s.start} : undefined
+}
+
+/**
+ * Ended: gone, a zombie (it has released its memory, files and mounts, and waits only for its
+ * parent to collect it) or its pid now belongs to another process.
+ */
+export function processEnded(p: PinnedProcess): boolean {
+  const s = processStat(p.pid)
+  return !s || s.state === 'Z' || s.state === 'X' || s.start !== p.start
+}
+
+/** Polls /proc (no program started) until every process has ended; false when `ms` ran out first. */
+export async function waitEnded(procs: readonly PinnedProcess[], ms: number, everyMs = 10): Promise<boolean> {
+  const until = Date.now() + ms
+  for (;;) {
+    if (procs.every(processEnded)) return true
+    if (Date.now() >= until) return false
+    await sleep(everyMs)
+  }
 }
