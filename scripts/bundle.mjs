@@ -6,8 +6,10 @@
 // own (listr2, winston, TypeORM, sqlite3's native module), so the import-graph test still sees them.
 // Run by scripts/build.mjs after tsc and before the oclif manifest; safe to run again.
 import {createRequire} from 'node:module'
-import {readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative, sep} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
 
 /** The packages bundled: each as one CommonJS file and a small ES module naming its exports. */
@@ -20,6 +22,7 @@ export async function bundleCli(cliDir) {
   const dist = join(cliDir, 'dist')
   const vendor = join(dist, 'vendor')
   const req = createRequire(join(cliDir, 'package.json'))
+  rmSync(vendor, {recursive: true, force: true})
   for (const [name, base] of Object.entries(VENDOR)) {
     // CommonJS loaded by require() from a small ES module: node parses it once (an ES-module
     // import of a CommonJS file first scans all of it for export names).
@@ -36,14 +39,18 @@ export async function bundleCli(cliDir) {
       legalComments: 'eof',
       // ts-node/tsx/typescript: oclif loads them only for TypeScript sources in development.
       external: ['typescript', 'ts-node', 'tsx'],
+      plugins: [runtimeImports],
       logLevel: 'error',
     })
     const names = Object.keys(createRequire(import.meta.url)(join(vendor, `${base}.cjs`))).filter((k) => k !== 'default' && k !== '__esModule' && /^[A-Za-z_$][\w$]*$/.test(k))
     writeFileSync(
       join(vendor, `${base}.js`),
-      `// ${name}, bundled by scripts/bundle.mjs.\nimport {createRequire} from 'node:module'\nconst m = createRequire(import.meta.url)('./${base}.cjs')\nexport const {${names.join(', ')}} = m\nexport default m\n`,
+      `// ${name}, bundled by scripts/bundle.mjs.\nimport {createRequire} from 'node:module'\nimport {fileURLToPath} from 'node:url'\nconst {loadVendor} = createRequire(import.meta.url)('./load.cjs')\nconst m = loadVendor(fileURLToPath(new URL('./${base}.cjs', import.meta.url)))\nexport const {${names.join(', ')}} = m\nexport default m\n`,
     )
   }
+  copyFileSync(join(dirname(fileURLToPath(import.meta.url)), 'vendor-load.cjs'), join(vendor, 'load.cjs'))
+  // V8's code cache of each bundle, made by a fresh node doing what a command does with them.
+  execFileSync(process.execPath, ['--input-type=module', '-e', WARM], {cwd: cliDir, stdio: 'inherit', env: {...process.env, NODE_OPTIONS: ''}})
   let rewritten = 0
   for (const file of jsFiles(dist)) {
     if (file.startsWith(vendor + sep)) continue
@@ -60,6 +67,36 @@ export async function bundleCli(cliDir) {
   }
   return rewritten
 }
+
+// import(<expression>) (how oclif loads ES-module commands and plugins) calls a function that
+// vendor-load.cjs defines: code compiled from V8's code cache has no import() callback of its own
+// in node 20. import('literal') is left to esbuild, which bundles it.
+const runtimeImports = {
+  name: 'runtime-imports',
+  setup(b) {
+    b.onLoad({filter: /[\\/]node_modules[\\/].*\.(c?js|mjs)$/}, (args) => {
+      const src = readFileSync(args.path, 'utf8')
+      if (!/\bimport\s*\(/.test(src)) return undefined
+      return {contents: src.replace(/(?<![\w$.])import\s*\((?!\s*['"`)])/g, '__agentVendorImport('), loader: 'js'}
+    })
+  },
+}
+
+// Runs in packages/cli: load both bundles, do what start-up does (config, a command class, its
+// flags, one program run), then write each cache.
+const WARM = `
+import {createRequire} from 'node:module'
+const {loadVendor} = createRequire(import.meta.url)('./dist/vendor/load.cjs')
+const oclif = loadVendor(process.cwd() + '/dist/vendor/oclif-core.cjs', {warm: true})
+const execa = loadVendor(process.cwd() + '/dist/vendor/execa.cjs', {warm: true})
+const {Config, Flags, Parser} = oclif.exports
+const config = await Config.load(process.cwd())
+config.findCommand('vm:exec')
+await Parser.parse(['--vm', 'x', '--cmd', 'true', '--json'], {flags: {vm: Flags.string({multiple: true}), cmd: Flags.string(), json: Flags.boolean()}, args: {}, strict: true})
+await execa.exports.execa('true', [], {reject: false})
+oclif.save()
+execa.save()
+`
 
 function* jsFiles(dir) {
   for (const e of readdirSync(dir, {withFileTypes: true})) {

@@ -104,6 +104,28 @@ describe('import graph', () => {
     expect(files.filter((f) => f.includes('/node_modules/')).length).toBeLessThan(10) // sqlite3's native loader
   })
 
+  it("the bundled oclif's V8 code cache is accepted by this node, and a cache made from other bytes is never used", async () => {
+    const {createRequire, default: Module} = await import('node:module')
+    const vm = await import('node:vm')
+    const vendor = fileURLToPath(new URL('../dist/vendor/', import.meta.url))
+    const src = readFileSync(join(vendor, 'oclif-core.cjs'), 'utf8')
+    const cache = readFileSync(join(vendor, 'oclif-core.cjs.cache'))
+    const script = new vm.Script(Module.wrap(src), {filename: join(vendor, 'oclif-core.cjs'), cachedData: cache.subarray(32)})
+    expect(script.cachedDataRejected).toBe(false)
+    // V8 checks only a cache's source length: two sources of one length, A's cache beside B.
+    const {loadVendor} = createRequire(import.meta.url)(join(vendor, 'load.cjs'))
+    const a = join(dir, 'a.cjs')
+    const b = join(dir, 'b.cjs')
+    writeFileSync(a, "module.exports = {v: (() => 'AAAA')()}\n")
+    writeFileSync(b, "module.exports = {v: (() => 'BBBB')()}\n")
+    const warm = loadVendor(a, {warm: true})
+    expect(warm.exports.v).toBe('AAAA')
+    warm.save()
+    writeFileSync(`${b}.cache`, readFileSync(`${a}.cache`))
+    expect(loadVendor(b).v).toBe('BBBB')
+    expect(loadVendor(a).v).toBe('AAAA')
+  })
+
   it('agent vm list loads no listr2, no winston file transport, no image builder', () => {
     const {files, status} = loaded(['vm', 'list', '--all'])
     expect(status).toBe(0)
