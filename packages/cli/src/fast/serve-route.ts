@@ -131,6 +131,11 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
         process.exit(130)
       }
       socket.write(encodeFrame(SIGNAL, sig))
+      // base-command.ts's deadline for in-flight work to stop after the first signal.
+      setTimeout(() => {
+        socket.destroy()
+        process.exit(130)
+      }, 30_000).unref()
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
