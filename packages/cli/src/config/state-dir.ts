@@ -52,6 +52,8 @@ const SUBDIRS = ['vms', 'persist', 'logs'] as const
  * such as /proc/x, where mkdir keeps failing with ENOENT.
  */
 export function mkdirp(dir: string, mode = 0o700): void {
+  // Start-up runs this on every command: one stat when the dir is there, not an EEXIST per component.
+  if (statSync(dir, {throwIfNoEntry: false})?.isDirectory()) return
   const parts = resolve(dir).split('/').filter(Boolean)
   let cur = ''
   for (const part of parts) {
