@@ -68,15 +68,18 @@ export async function bundleCli(cliDir) {
   return rewritten
 }
 
-// import(<expression>) (how oclif loads ES-module commands and plugins) calls a function that
+// Two changes to the bundled sources. import(<expression>) (how oclif loads ES-module commands and plugins) calls a function that
 // vendor-load.cjs defines: code compiled from V8's code cache has no import() callback of its own
 // in node 20. import('literal') is left to esbuild, which bundles it.
 const runtimeImports = {
   name: 'runtime-imports',
   setup(b) {
     b.onLoad({filter: /[\\/]node_modules[\\/].*\.(c?js|mjs)$/}, (args) => {
-      const src = readFileSync(args.path, 'utf8')
-      if (!/\bimport\s*\(/.test(src)) return undefined
+      let src = readFileSync(args.path, 'utf8')
+      // oclif's check of its own engines reads ../package.json next to its file, which the bundle
+      // does not have (it always failed silently there), after loading semver (~50 modules) for it.
+      if (/[\\/]@oclif[\\/]core[\\/]lib[\\/]index\.js$/.test(args.path)) src = src.replace(/^checkNodeVersion\(\);$/m, '')
+      else if (!/\bimport\s*\(/.test(src)) return undefined
       return {contents: src.replace(/(?<![\w$.])import\s*\((?!\s*['"`)])/g, '__agentVendorImport('), loader: 'js'}
     })
   },
