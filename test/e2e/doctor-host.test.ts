@@ -21,7 +21,7 @@ describe('agent doctor on this host', () => {
   afterAll(() => st.cleanup())
 
   it('gvisor and runc are usable, every check they need passes, and the default follows krunvm, gvisor, runc', async () => {
-    const r = await agent(['doctor', '--json'], {env: {...st.env, AGENT_RUNTIME: undefined, AGENT_KRUNVM_ASSUME_HYPERVISOR: undefined, KUBECONFIG: '/nonexistent/kubeconfig', AGENT_K8S_KUBECONFIG: undefined}})
+    const r = await agent(['doctor', '--json'], {env: {...st.env, AGENT_RUNTIME: undefined, AGENT_KRUNVM_ASSUME_HYPERVISOR: undefined, KUBECONFIG: '/nonexistent/kubeconfig', AGENT_K8S_KUBECONFIG: undefined, KUBERNETES_SERVICE_HOST: undefined}})
     expect(r.code, r.stderr).toBe(0)
     const doc = JSON.parse(r.stdout) as {ok: boolean; defaultLauncher: string; defaultReason: string; launchers: Row[]; checks: Check[]}
     const by = (n: string) => doc.launchers.find((l) => l.name === n)!

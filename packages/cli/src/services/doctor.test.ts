@@ -137,7 +137,7 @@ describe('doctor service', () => {
     // What this host can run is asserted in test/e2e/doctor-host.test.ts (e2e project).
     expect((await allLaunchers()).map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc', 'kubernetes'])
     // No cluster configured: kubernetes is listed and adds no checks (it asks no cluster).
-    const env = {...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AGENT_K8S_'))), KUBECONFIG: '/nonexistent/kubeconfig', HOME: '/nonexistent'}
+    const env = {...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AGENT_K8S_') && !k.startsWith('KUBERNETES_'))), KUBECONFIG: '/nonexistent/kubeconfig', HOME: '/nonexistent'}
     const r = await runDoctor({paths}, {platform: 'linux', env})
     expect(r.launchers.map((l) => l.name)).toEqual(['krunvm', 'gvisor', 'runc', 'kubernetes'])
     expect(r.checks.map((c) => c.id)).toEqual(['state-dir', 'krunvm', 'hypervisor', 'runsc', 'slirp4netns', 'nft', 'dnsmasq', 'cgroups', 'runc', 'buildah', 'image-storage'])

@@ -4,6 +4,7 @@
  * an AgentError carrying the API server's own message (a Status body is parsed, never trusted
  * for more than its text and code).
  */
+import {existsSync} from 'node:fs'
 import * as k8s from '@kubernetes/client-node'
 import {AgentError, conflict, errorMessage, unavailable, usageError} from '../../errors.js'
 import type {K8sSettings} from './config.js'
@@ -19,13 +20,17 @@ export interface Cluster {
   namespace: string
   context: string
   server: string
+  /** The exec subprotocol the server chose last time (exec.ts), once known. */
+  protocol?: string
 }
 
 /** Reads the kubeconfig and picks the context; the namespace: the given, the context's, or default. */
 export function connect(s: Pick<K8sSettings, 'kubeconfig' | 'context' | 'namespace'>): Cluster {
   const kc = new k8s.KubeConfig()
   try {
-    kc.loadFromFile(s.kubeconfig)
+    // In a pod with no kubeconfig file (agent serve deployed in the cluster): the pod's service account.
+    if (!existsSync(s.kubeconfig) && process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster()
+    else kc.loadFromFile(s.kubeconfig)
   } catch (err) {
     throw unavailable(`cannot read the kubeconfig ${s.kubeconfig}: ${errorMessage(err)}`, 'set AGENT_K8S_KUBECONFIG (or KUBECONFIG) to a kubeconfig file for the cluster')
   }

@@ -144,7 +144,7 @@ export function kubeconfigPath(env: NodeJS.ProcessEnv, file: Json = {}): string 
 
 /** Whether anything at all points at a cluster (a kubeconfig exists, or a setting names one). */
 export function configured(stateRoot: string, env: NodeJS.ProcessEnv): boolean {
-  if (Object.keys(env).some((k) => k.startsWith('AGENT_K8S_'))) return true
+  if (Object.keys(env).some((k) => k.startsWith('AGENT_K8S_')) || env.KUBERNETES_SERVICE_HOST) return true
   try {
     return existsSync(kubeconfigPath(env, fileSettings(stateRoot)))
   } catch {

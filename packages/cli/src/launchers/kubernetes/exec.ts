@@ -14,6 +14,7 @@ import {PassThrough, type Readable} from 'node:stream'
 import {WebSocketHandler} from '@kubernetes/client-node/dist/web-socket-handler.js'
 import {AgentError, errorMessage, unavailable} from '../../errors.js'
 import type {Cluster} from './client.js'
+import {stdinFrame} from './guest-command.js'
 import {CONTAINER} from './pod-spec.js'
 
 export const STDIN = 0
@@ -33,6 +34,8 @@ export interface PodExecIo {
   onStderr(b: Buffer): void
   /** Ends the exec from our side (Ctrl-C, our deadline): the socket is closed. */
   signal?: AbortSignal
+  /** The command reads framed stdin (guest-command.ts framedStdinArgv): send each chunk framed, and an empty frame at the end. */
+  framed?: boolean
 }
 
 export interface PodExecResult {
@@ -100,6 +103,7 @@ export async function podExec(c: Cluster, pod: string, argv: readonly string[], 
   }
   const protocol = ws.protocol || 'channel.k8s.io'
   const v5 = protocol === 'v5.channel.k8s.io'
+  c.protocol = protocol
   const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()))
   let ours: string | undefined
   const end = (why: string) => {
@@ -115,17 +119,24 @@ export async function podExec(c: Cluster, pod: string, argv: readonly string[], 
   io.signal?.addEventListener('abort', onAbort)
   const frame = (channel: number, b: Buffer) => Buffer.concat([Buffer.from([channel]), b])
   const closeStdin = () => {
-    // v4 has no way to close stdin alone: callers that need EOF on v4 bound their input (head -c).
-    if (v5 && ws.readyState === ws.OPEN) ws.send(Buffer.from([CLOSE, STDIN]))
+    if (ws.readyState !== ws.OPEN) return
+    // v4 has no way to close stdin alone: callers that need its end on v4 frame it, or bound their input (head -c).
+    if (io.framed) ws.send(frame(STDIN, stdinFrame(Buffer.alloc(0))))
+    if (v5) ws.send(Buffer.from([CLOSE, STDIN]))
   }
   if (Buffer.isBuffer(io.stdin)) {
-    for (let i = 0; i < io.stdin.length; i += CHUNK) ws.send(frame(STDIN, io.stdin.subarray(i, i + CHUNK)))
+    for (let i = 0; i < io.stdin.length; i += CHUNK) {
+      const b = io.stdin.subarray(i, i + CHUNK)
+      ws.send(frame(STDIN, io.framed ? stdinFrame(b) : b))
+    }
     closeStdin()
   } else if (io.stdin) {
     const input = io.stdin
     const onData = (d: Buffer | string) => {
       if (ws.readyState !== ws.OPEN) return
-      ws.send(frame(STDIN, Buffer.isBuffer(d) ? d : Buffer.from(d)))
+      const b = Buffer.isBuffer(d) ? d : Buffer.from(d)
+      if (!b.length) return
+      ws.send(frame(STDIN, io.framed ? stdinFrame(b) : b))
       if (ws.bufferedAmount > HIGH_WATER) {
         input.pause()
         const t = setInterval(() => {

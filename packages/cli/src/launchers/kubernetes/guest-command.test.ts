@@ -7,7 +7,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {AgentError} from '../../errors.js'
-import {guestArgv, killArgv, PID_DIR} from './guest-command.js'
+import {framedStdinArgv, guestArgv, killArgv, PID_DIR, stdinFrame} from './guest-command.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'k8s-guest-cmd-'))
 const tags: string[] = []
@@ -101,5 +101,31 @@ describe('killArgv', () => {
 
   it('is harmless for a tag that ran nothing', () => {
     expect(run(killArgv(tag())).code).toBe(0)
+  })
+})
+
+describe('framedStdinArgv (the v4 protocol\'s stdin end)', () => {
+  const framed = (...chunks: string[]) => Buffer.concat([...chunks.map((c) => stdinFrame(Buffer.from(c))), stdinFrame(Buffer.alloc(0))])
+
+  it('gives the command exactly the bytes framed, newlines and digits included, then its end', () => {
+    const argv = framedStdinArgv(guestArgv({argv: ['/bin/sh', '-c', 'wc -c; exit 9'], env: {}, timeoutSec: 10, tag: tag()}))
+    const r = spawnSync(argv[0]!, argv.slice(1), {input: framed('abc', '12\n34\n', '0\n'), encoding: 'utf8'})
+    expect(r.status).toBe(9)
+    expect(r.stdout.trim()).toBe('11')
+    const cat = spawnSync(argv[0]!, framedStdinArgv(['cat']).slice(1), {input: framed('5\nhello', 'x'.repeat(70_000)), encoding: 'utf8'})
+    expect(cat.status).toBe(0)
+    expect(cat.stdout).toBe(`5\nhello${'x'.repeat(70_000)}`)
+  })
+
+  it('a command that does not read stdin ends the exec, though stdin never ends', async () => {
+    const argv = framedStdinArgv(['/bin/sh', '-c', 'echo done; exit 4'])
+    const child = spawn(argv[0]!, argv.slice(1), {stdio: ['pipe', 'pipe', 'ignore']})
+    child.stdin.write(stdinFrame(Buffer.from('never read')))
+    let out = ''
+    child.stdout.on('data', (b) => (out += b))
+    const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)))
+    child.stdin.destroy()
+    expect(code).toBe(4)
+    expect(out).toBe('done\n')
   })
 })

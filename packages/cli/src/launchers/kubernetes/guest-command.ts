@@ -53,6 +53,33 @@ export function guestArgv(g: GuestCommand): string[] {
   return ['/bin/sh', '-c', SCRIPT, 'agent-exec', String(pairs.length), ...pairs, t, g.workdir ?? '', g.tag, ...g.argv]
 }
 
+/**
+ * For the v4 exec protocol, which cannot close stdin alone: stdin arrives framed (`LEN\n` then LEN
+ * bytes, `0\n` at its end; exec.ts frames it) and a feeder turns that into a plain stdin with a
+ * real end for the command, through a FIFO. The feeder reads each frame with `read` (one byte at
+ * a time on a pipe) and `head -c LEN` (which reads no further than LEN), so no byte is lost;
+ * when the command ends first, the feeder is killed and the wrapper ends with the command's code.
+ * The feeder's stderr is /dev/null, so nothing of it holds the exec's output open.
+ */
+const FEEDER = [
+  'd=$(mktemp -d 2>/dev/null) || d=/tmp/.agent-stdin.$$; mkdir -p "$d" && mkfifo "$d/in" || { echo "agent: cannot make a FIFO for stdin" >&2; exit 125; }',
+  'exec 3<&0',
+  '( while IFS= read -r n <&3 && [ "$n" -gt 0 ] 2>/dev/null; do head -c "$n" <&3 || break; done ) > "$d/in" 2>/dev/null &',
+  'f=$!',
+  '"$@" < "$d/in"; rc=$?',
+  'kill "$f" 2>/dev/null; rm -rf "$d"; exit "$rc"',
+].join('\n')
+
+/** argv with its stdin taken from framed input (see FEEDER). */
+export function framedStdinArgv(argv: readonly string[]): string[] {
+  return ['/bin/sh', '-c', FEEDER, 'agent-stdin', ...argv]
+}
+
+/** One frame of stdin for framedStdinArgv; an empty chunk is the end. */
+export function stdinFrame(chunk: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${chunk.length}\n`), chunk])
+}
+
 /** The command that kills an exec's tree by its tag (Ctrl-C, or our own deadline passed). */
 export function killArgv(tag: string): string[] {
   if (!/^[0-9a-f]{8,32}$/.test(tag)) throw new Error(`bad exec tag ${tag}`)

@@ -18,7 +18,7 @@ import type {
   Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotResult, VmUsage,
 } from '../launcher.js'
 import {fileSettings, kubeconfigPath, resolveSettings, usedMarker} from './config.js'
-import {guestArgv, killArgv} from './guest-command.js'
+import {framedStdinArgv, guestArgv, killArgv} from './guest-command.js'
 import {podName} from './pod-spec.js'
 
 const DEFAULT_MAX_CAPTURE = 1024 * 1024
@@ -115,7 +115,13 @@ export class KubernetesLauncher implements Launcher {
     if (await files.sendDir(c, pod, inDir, '/in')) for (const f of readdirSync(inDir)) rmSync(join(inDir, f), {recursive: true, force: true})
 
     const tag = randomBytes(8).toString('hex')
-    const argv = guestArgv({argv: req.argv, env: {...ctx.env, ...req.env}, workdir: req.workdir, timeoutSec: req.timeoutSec, tag})
+    let argv = guestArgv({argv: req.argv, env: {...ctx.env, ...req.env}, workdir: req.workdir, timeoutSec: req.timeoutSec, tag})
+    const stdin = req.stdin === 'inherit' ? process.stdin : req.stdin
+    // A stream's end must reach the command. v5 says it with a close frame; on v4 stdin is framed.
+    // Which one the server speaks is known after one exec: a harmless one asks when need be.
+    if (stdin && !c.protocol) await podExec(c, pod, ['/bin/sh', '-c', ':'], {onStdout: () => undefined, onStderr: () => undefined})
+    const framed = Boolean(stdin) && c.protocol !== 'v5.channel.k8s.io'
+    if (framed) argv = framedStdinArgv(argv)
     const max = req.maxCaptureBytes ?? DEFAULT_MAX_CAPTURE
     const out = new CappedOutput(max)
     const err = new CappedOutput(max)
@@ -133,26 +139,28 @@ export class KubernetesLauncher implements Launcher {
     const onAbort = () => ours.abort(new Error('interrupted'))
     if (req.signal?.aborted) onAbort()
     req.signal?.addEventListener('abort', onAbort)
-    let r
+    let exitCode: number | null
+    let lost: string | undefined
+    let protocol = c.protocol ?? 'unknown'
     try {
-      r = await podExec(c, pod, argv, {
-        stdin: req.stdin === 'inherit' ? process.stdin : req.stdin,
-        onStdout: sink('stdout'),
-        onStderr: sink('stderr'),
-        signal: ours.signal,
-      })
+      const r = await podExec(c, pod, argv, {stdin, framed, onStdout: sink('stdout'), onStderr: sink('stderr'), signal: ours.signal})
+      ;({exitCode, lost, protocol} = r)
+    } catch (err) {
+      // After our own abort, whatever the server says about the closed exec is not the command's end.
+      if (!ours.signal.aborted) throw err
+      exitCode = null
     } finally {
       clearTimeout(timer)
       req.signal?.removeEventListener('abort', onAbort)
     }
-    let exitCode = r.exitCode
     let timedOut = false
-    if (exitCode === null) {
-      if (!ours.signal.aborted) throw unavailable(`the exec in pod ${pod} ended without an exit status (${r.lost}, protocol ${r.protocol})`, r.protocol === 'v5.channel.k8s.io' ? undefined : 'the API server speaks only the v4 exec protocol, which cannot close stdin alone; Kubernetes 1.30 and later speak v5')
+    if (ours.signal.aborted) {
       // Closing the exec does not end the command on a real cluster: kill its tree by its tag.
       await podExec(c, pod, killArgv(tag), {onStdout: () => undefined, onStderr: () => undefined}).catch((e) => logger().warn(`${vm.id}: killing the command: ${errorMessage(e)}`))
       timedOut = deadlinePassed
       exitCode = deadlinePassed ? ExitCode.Timeout : ExitCode.Interrupted
+    } else if (exitCode === null) {
+      throw unavailable(`the exec in pod ${pod} ended without an exit status (${lost}, protocol ${protocol})`)
     } else if (req.timeoutSec > 0) {
       // 124: the guest's timeout (agent-init or coreutils) ended it; 137: coreutils had to KILL after TERM.
       timedOut = exitCode === 124 || (exitCode === 137 && Date.now() - started >= req.timeoutSec * 1000)
