@@ -7,7 +7,7 @@
 // Run by scripts/build.mjs after tsc and before the oclif manifest; safe to run again.
 import {createRequire} from 'node:module'
 import {execFileSync} from 'node:child_process'
-import {copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, relative, sep} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {build} from 'esbuild'
@@ -21,8 +21,11 @@ const VENDOR = {
 export async function bundleCli(cliDir) {
   const dist = join(cliDir, 'dist')
   const vendor = join(dist, 'vendor')
+  // Built aside, then moved in file by file (rename is atomic): agent processes running while
+  // this builds (other work in the same tree) never see a missing or half-written file.
+  const out = join(dist, `.vendor-${process.pid}`)
   const req = createRequire(join(cliDir, 'package.json'))
-  rmSync(vendor, {recursive: true, force: true})
+  rmSync(out, {recursive: true, force: true})
   for (const [name, base] of Object.entries(VENDOR)) {
     // CommonJS loaded by require() from a small ES module: node parses it once (an ES-module
     // import of a CommonJS file first scans all of it for export names).
@@ -32,7 +35,7 @@ export async function bundleCli(cliDir) {
       platform: 'node',
       format: 'cjs',
       target: 'node20',
-      outfile: join(vendor, `${base}.cjs`),
+      outfile: join(out, `${base}.cjs`),
       sourcemap: 'linked',
       minifySyntax: true,
       minifyWhitespace: true,
@@ -42,15 +45,20 @@ export async function bundleCli(cliDir) {
       plugins: [runtimeImports],
       logLevel: 'error',
     })
-    const names = Object.keys(createRequire(import.meta.url)(join(vendor, `${base}.cjs`))).filter((k) => k !== 'default' && k !== '__esModule' && /^[A-Za-z_$][\w$]*$/.test(k))
+    const names = Object.keys(createRequire(import.meta.url)(join(out, `${base}.cjs`))).filter((k) => k !== 'default' && k !== '__esModule' && /^[A-Za-z_$][\w$]*$/.test(k))
     writeFileSync(
-      join(vendor, `${base}.js`),
+      join(out, `${base}.js`),
       `// ${name}, bundled by scripts/bundle.mjs.\nimport {createRequire} from 'node:module'\nimport {fileURLToPath} from 'node:url'\nconst {loadVendor} = createRequire(import.meta.url)('./load.cjs')\nconst m = loadVendor(fileURLToPath(new URL('./${base}.cjs', import.meta.url)))\nexport const {${names.join(', ')}} = m\nexport default m\n`,
     )
   }
-  copyFileSync(join(dirname(fileURLToPath(import.meta.url)), 'vendor-load.cjs'), join(vendor, 'load.cjs'))
+  copyFileSync(join(dirname(fileURLToPath(import.meta.url)), 'vendor-load.cjs'), join(out, 'load.cjs'))
   // V8's code cache of each bundle, made by a fresh node doing what a command does with them.
-  execFileSync(process.execPath, ['--input-type=module', '-e', WARM], {cwd: cliDir, stdio: 'inherit', env: {...process.env, NODE_OPTIONS: ''}})
+  execFileSync(process.execPath, ['--input-type=module', '-e', WARM, out], {cwd: cliDir, stdio: 'inherit', env: {...process.env, NODE_OPTIONS: ''}})
+  mkdirSync(vendor, {recursive: true})
+  const made = readdirSync(out)
+  for (const f of made) renameSync(join(out, f), join(vendor, f))
+  for (const f of readdirSync(vendor)) if (!made.includes(f)) rmSync(join(vendor, f), {force: true})
+  rmSync(out, {recursive: true, force: true})
   let rewritten = 0
   for (const file of jsFiles(dist)) {
     if (file.startsWith(vendor + sep)) continue
@@ -89,9 +97,10 @@ const runtimeImports = {
 // flags, one program run), then write each cache.
 const WARM = `
 import {createRequire} from 'node:module'
-const {loadVendor} = createRequire(import.meta.url)('./dist/vendor/load.cjs')
-const oclif = loadVendor(process.cwd() + '/dist/vendor/oclif-core.cjs', {warm: true})
-const execa = loadVendor(process.cwd() + '/dist/vendor/execa.cjs', {warm: true})
+const dir = process.argv[1]
+const {loadVendor} = createRequire(import.meta.url)(dir + '/load.cjs')
+const oclif = loadVendor(dir + '/oclif-core.cjs', {warm: true})
+const execa = loadVendor(dir + '/execa.cjs', {warm: true})
 const {Config, Flags, Parser} = oclif.exports
 const config = await Config.load(process.cwd())
 config.findCommand('vm:exec')
