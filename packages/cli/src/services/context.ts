@@ -50,5 +50,15 @@ export function guestDir(): string {
 
 /** The host side of a VM for its launcher; the persist dir follows from the VM itself. */
 export function launchContext(ctx: ServiceContext, vm: Pick<VmRecord, 'id' | 'persist'>, env: Readonly<Record<string, string>>, step?: (s: string) => void): LaunchContext {
-  return {paths: ctx.paths, guestDir: guestDir(), env, persistDir: vm.persist ? ctx.paths.persistDir(vm.id) : undefined, step}
+  // Looked up when a launcher reads it: only the OCI launchers bind-mount agent-init, so a krunvm
+  // host (macOS, where the static Linux build cannot be made) never needs it.
+  return {
+    paths: ctx.paths,
+    get guestDir() {
+      return guestDir()
+    },
+    env,
+    persistDir: vm.persist ? ctx.paths.persistDir(vm.id) : undefined,
+    step,
+  }
 }
