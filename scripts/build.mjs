@@ -15,6 +15,6 @@ const run = (cmd, args, cwd = root) => {
 
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'tsconfig.json'])
 console.error('build: bundle the CLI\'s start-up dependencies (esbuild)')
-console.error(`build: ${await bundleCli(join(root, 'packages/cli'))} files of packages/cli/dist now import dist/vendor/`)
+console.error(`build: ${await bundleCli(join(root, 'packages/cli'))} newly emitted files of packages/cli/dist pointed at dist/vendor/`)
 run(process.execPath, [join(root, 'node_modules/oclif/bin/run.js'), 'manifest'], join(root, 'packages/cli'))
 run('bash', [join(root, 'guest/build.sh')])
