@@ -23,6 +23,8 @@ type Any = any
 interface Cluster {
   kubeconfig: string
   namespace: string
+  /** Offer only these exec subprotocols; undefined on a real cluster (it cannot be told). */
+  offerOnly?: (protocols: string[] | null) => void
   /** Runs fn with a kubeconfig whose user may only read pods (and the namespace and RuntimeClass). */
   withFewPermissions<T>(fn: (kubeconfig: string) => Promise<T>): Promise<T>
   close(): Promise<void>
@@ -53,6 +55,7 @@ async function openCluster(): Promise<Cluster> {
     kubeconfig: s.kubeconfigPath,
     namespace: s.namespace,
     withFewPermissions: (fn) => fn(readOnly),
+    offerOnly: (p) => s.setProtocols(p ?? ['v5.channel.k8s.io', 'v4.channel.k8s.io']),
     close: () => s.close(),
   }
 }
@@ -101,11 +104,16 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  for (const s of states) {
-    await s.a(['vm', 'clean', '--all'])
-    s.cleanup()
+  try {
+    for (const s of states) {
+      await s.a(['vm', 'clean', '--all'])
+      s.cleanup()
+    }
+    // Well-behaved client: once every state dir is cleaned, nothing of agent's is left in the namespace.
+    if (core) expect(await everything()).toEqual([])
+  } finally {
+    await cluster?.close()
   }
-  await cluster?.close()
 })
 
 describe('kubernetes launcher: one VM through the CLI', () => {
@@ -183,12 +191,43 @@ describe('kubernetes launcher: one VM through the CLI', () => {
   })
 })
 
+describe('kubernetes launcher: exec protocol fallback and network refusals', () => {
+  it('exec falls back to v4.channel.k8s.io when the API server offers no v5: exit code, stdout and stdin (with its end) still work', async (ctx) => {
+    if (!cluster.offerOnly) return ctx.skip('a real cluster cannot be told to offer only v4 (stand-in only)')
+    cluster.offerOnly(['v4.channel.k8s.io'])
+    try {
+      const r = await main.a(['vm', 'exec', '-v', vm, '-c', 'echo over v4; exit 5'])
+      expect(r.code, r.stderr).toBe(5)
+      expect(r.stdout).toBe('over v4\n')
+      const wc = await main.a(['vm', 'exec', '-v', vm, '-i', '-c', 'wc -c'], {input: 'abc', timeoutMs: 30_000})
+      expect(wc.code, wc.stderr).toBe(0)
+      expect(wc.stdout.trim()).toBe('3')
+    } finally {
+      cluster.offerOnly(null)
+    }
+  })
+
+  it('--network with a domain name is refused before anything is made (a NetworkPolicy names addresses only)', async () => {
+    const before = await everything()
+    const d = await main.a(['vm', 'create', '--language', 'python', '--mem', '128', '--network', 'allow:pypi.org'])
+    expect(d.code).toBe(2)
+    expect(d.stderr).toMatch(/domain names/)
+    expect(await everything()).toEqual(before)
+  })
+})
+
 describe('kubernetes launcher: lifecycle and failures', () => {
-  it('stop deletes the pod and keeps the --persist claim; start makes it again with /persist intact; clean removes every object', async () => {
-    const r = await main.a(['vm', 'create', '--language', 'python', '--mem', '128', '--persist', '--name', 'keeper'])
+  it('--network allow:CIDR adds an egress NetworkPolicy for that CIDR (and DNS) to the deny-all; stop deletes the pod and keeps the --persist claim; start makes it again with /persist intact; clean removes every object', async () => {
+    const r = await main.a(['vm', 'create', '--language', 'python', '--mem', '128', '--persist', '--name', 'keeper', '--network', 'allow:10.1.2.0/24'])
     expectOk(r)
     const id = r.stdout.trim()
     const mine = {'agent.dev/vm': id}
+    const policies = await policiesOf(mine)
+    const cidrs = policies.flatMap((p) => (p.spec?.egress ?? []).flatMap((e) => (e.to ?? []).map((t) => t.ipBlock?.cidr))).filter(Boolean)
+    expect(cidrs).toEqual(['10.1.2.0/24'])
+    const ports = policies.flatMap((p) => (p.spec?.egress ?? []).flatMap((e) => (e.ports ?? []).map((x) => `${x.protocol}/${x.port}`)))
+    expect(ports).toEqual(expect.arrayContaining(['UDP/53']))
+    expect(policies.some((p) => p.spec?.policyTypes?.includes('Egress') && (p.spec?.egress ?? []).length === 0)).toBe(true)
     expectOk(await main.a(['vm', 'exec', '-v', id, '-c', 'echo kept > /persist/k; echo lost > /tmp/t']))
     expect(await claimsOf(mine)).toHaveLength(1)
     expectOk(await main.a(['vm', 'stop', '-v', id]))
