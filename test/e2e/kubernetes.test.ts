@@ -7,12 +7,14 @@
  * hold for both.
  */
 import * as k8s from '@kubernetes/client-node'
-import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {execa} from 'execa'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 // @ts-expect-error plain ESM fixture without type declarations
 import {kubeconfigText, startStandin} from '../fixtures/k8s-standin/index.mjs'
-import {agentIn, tempState, type AgentResult} from '../helpers/agent.js'
+import {ROOT, agentIn, tempState, type AgentResult} from '../helpers/agent.js'
 import {freePort} from '../helpers/ports.js'
 import {startServe, type ServeChild} from '../helpers/serve.js'
 import {waitUntil} from '../helpers/wait.js'
@@ -361,5 +363,30 @@ describe('kubernetes launcher: agent serve with the real e2b SDK', () => {
     expect((await sbx.commands.run('cat /tmp/hello.txt')).stdout).toBe('hello through the pod')
     expect(await sbx.kill()).toBe(true)
     expect(await waitUntil(async () => (await podsOf(mine)).length === 0, 60_000)).toBe(true)
+  })
+})
+
+describe('scripts/k8s-smoke.sh (the real-cluster run; not run in CI, only its guards are)', () => {
+  const script = join(ROOT, 'scripts/k8s-smoke.sh')
+
+  it('is shellcheck-clean', async () => {
+    const r = await execa('shellcheck', [script], {reject: false})
+    expect(r.exitCode, r.stdout).toBe(0)
+  })
+
+  it('stops before touching anything when the tool is unknown or missing, saying which and where to get it', async () => {
+    const bogus = await execa('bash', [script], {reject: false, env: {K8S_SMOKE_TOOL: 'minikube'}})
+    expect(bogus.exitCode).toBe(1)
+    expect(bogus.stderr).toBe('k8s-smoke: K8S_SMOKE_TOOL must be kind or k3d (got minikube)')
+    // A PATH holding only dirname: kind is missing, and nothing after the check runs.
+    const bin = mkdtempSync(join(tmpdir(), 'k8s-smoke-path-'))
+    try {
+      symlinkSync('/usr/bin/dirname', join(bin, 'dirname'))
+      const missing = await execa('/bin/bash', [script], {reject: false, extendEnv: false, env: {PATH: bin, HOME: bin}})
+      expect(missing.exitCode).toBe(1)
+      expect(missing.stderr).toMatch(/^k8s-smoke: kind is not installed \(https:\/\/kind\.sigs\.k8s\.io/)
+    } finally {
+      rmSync(bin, {recursive: true, force: true})
+    }
   })
 })
