@@ -9,6 +9,9 @@ import {join} from 'node:path'
 import {errorMessage} from '../errors.js'
 import {diskLayout, isMounted} from './disk.js'
 import type {VmUsage} from './launcher.js'
+import type {ContainerRow} from './oci-state.js'
+import type {RunResult} from '../system/index.js'
+import {lastLines} from '../system/index.js'
 import {cgroupsPath} from './oci-spec.js'
 
 export interface UsageRoots {
@@ -105,4 +108,17 @@ export function processStartedAt(pid: number, proc = '/proc'): string | undefine
   } catch {
     return undefined
   }
+}
+
+/** An OCI VM's usage: its row in the runtime's list (undefined: not listed), its cgroups and its disk. */
+export function ociUsage(id: string, vmDir: string, bin: string, row: ContainerRow | undefined, list: RunResult): VmUsage {
+  const running = row?.status === 'running' || row?.status === 'paused'
+  const u = cgroupUsage(id, running)
+  // runc's list says when; runsc's does not, so its sandbox process says.
+  const startedAt = row?.created ? new Date(row.created).toISOString() : row?.pid ? processStartedAt(row.pid) : undefined
+  if (running && startedAt) u.startedAt = startedAt
+  else if (running) u.unknown.startedAt = `${bin} list gives no creation time or pid`
+  else u.unknown.startedAt = list.exitCode === 0 ? 'the VM is not running' : `${bin} list failed: ${lastLines(list.all, 1)}`
+  diskUsage(vmDir, u)
+  return u
 }

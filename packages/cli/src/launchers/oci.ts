@@ -23,7 +23,7 @@ import {nofileHardLimit, removeCgroups} from './host-cgroups.js'
 import type {
   Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotRequest, SnapshotResult, VmUsage,
 } from './launcher.js'
-import {cgroupUsage, diskUsage, processStartedAt} from './oci-usage.js'
+import {ociUsage} from './oci-usage.js'
 import {ensureNetns, ensureSlirp, releaseNetns, stopSlirp, writeGuestNetworkFiles} from './network.js'
 import {applyEgress, stopEgress} from './egress.js'
 import {guestResolver} from './egress-policy.js'
@@ -141,9 +141,13 @@ export class OciLauncher implements Launcher {
 
     ctx.step?.('working container')
     const buildah = this.buildah(paths)
-    // A new id cannot have a working container yet; a restart reuses the one it has.
-    if (fresh || !(await buildah.containerExists(name))) await buildah.from(vm.image, name)
-    const lower = await buildah.mount(name)
+    // A restart reuses its working container: mounting it is the check; made again only when gone.
+    if (fresh) await buildah.from(vm.image, name)
+    const lower = await buildah.mount(name).catch(async (err: unknown) => {
+      if (fresh || (await buildah.containerExists(name))) throw err
+      await buildah.from(vm.image, name)
+      return buildah.mount(name)
+    })
 
     ctx.step?.('disk')
     const d = await ensureDisk(vmDir, vm.diskMib)
@@ -237,15 +241,14 @@ export class OciLauncher implements Launcher {
     // agent-init publishes its socket once it listens; the first exec should find it. If it does
     // not appear, execs fall back to the runtime's exec (logged), so this only waits, never fails.
     const sock = channelSocketPath(paths.vmDir(vm.id))
-    for (let i = 0; i < 60 && !existsSync(sock); i++) await sleep(50)
+    for (const until = Date.now() + 3_000; !existsSync(sock) && Date.now() < until; ) await sleep(10)
   }
 
   /**
    * Ends the sandbox (oci-state.ts), starts the runtime's delete and stops the network. Once the
-   * sandbox's processes have ended nothing of the VM is in use, so the caller goes on while the
-   * delete runs: `runsc delete` waits until the host's init has collected the dead sandbox, which
-   * takes up to ~2 s on some hosts. `deleted` settles once the runtime forgot it and its cgroups
-   * are gone.
+   * sandbox's processes have ended nothing of the VM is in use, so the caller goes on while `runsc
+   * delete` waits for the host's init to collect the dead sandbox (up to ~2 s on some hosts).
+   * `deleted` settles once the runtime forgot it and its cgroups are gone.
    */
   private async stopSandbox(vm: VmRecord, ctx: LaunchContext): Promise<{deleted: Promise<void>}> {
     ctx.step?.('stop sandbox')
@@ -258,8 +261,7 @@ export class OciLauncher implements Launcher {
     else {
       const ended = state.status === 'running' && (await endContainer(call, root, name, state))
       deleted = call(['delete', '--force', name]).then(() => removeCgroups(vm.id))
-      // Awaited by the caller; this only marks a failure as handled meanwhile.
-      deleted.catch(() => undefined)
+      deleted.catch(() => undefined) // awaited by the caller; handled meanwhile
       // Not seen to end (paused, created, or a kill that did not take): the delete first, as it kills.
       if (!ended) await deleted
     }
@@ -300,19 +302,9 @@ export class OciLauncher implements Launcher {
   // ---------------------------------------------------------------- inspect, files, snapshot
 
   async usage(vm: VmRecord, ctx: LaunchContext): Promise<VmUsage> {
-    const name = containerName(vm.id)
     const root = this.root(ctx.paths)
-    const {rows, res} = await listContainers((args) => this.rt(root, args))
-    const row = rows?.find((r) => r.id === name)
-    const running = row?.status === 'running' || row?.status === 'paused'
-    const u = cgroupUsage(vm.id, running)
-    // runc's list says when; runsc's does not, so its sandbox process says.
-    const startedAt = row?.created ? new Date(row.created).toISOString() : row?.pid ? processStartedAt(row.pid) : undefined
-    if (running && startedAt) u.startedAt = startedAt
-    else if (running) u.unknown.startedAt = `${this.runtime.bin} list gives no creation time or pid`
-    else u.unknown.startedAt = res.exitCode === 0 ? 'the VM is not running' : `${this.runtime.bin} list failed: ${lastLines(res.all, 1)}`
-    diskUsage(ctx.paths.vmDir(vm.id), u)
-    return u
+    const listing = await listContainers((args) => this.rt(root, args))
+    return ociUsage(vm.id, ctx.paths.vmDir(vm.id), this.runtime.bin, listing.rows?.find((r) => r.id === containerName(vm.id)), listing.res)
   }
 
   /** The overlay root filesystem and the guest's other mounts, as the bundle sets them up (prepare). */
