@@ -27,6 +27,8 @@ interface Cluster {
   namespace: string
   /** Offer only these exec subprotocols; undefined on a real cluster (it cannot be told). */
   offerOnly?: (protocols: string[] | null) => void
+  /** Stand-in only: the stand-in itself, for fault injection a real cluster cannot be told to do. */
+  standin?: Any
   /** Runs fn with a kubeconfig whose user may only read pods (and the namespace and RuntimeClass). */
   withFewPermissions<T>(fn: (kubeconfig: string) => Promise<T>): Promise<T>
   close(): Promise<void>
@@ -58,6 +60,7 @@ async function openCluster(): Promise<Cluster> {
     namespace: s.namespace,
     withFewPermissions: (fn) => fn(readOnly),
     offerOnly: (p) => s.setProtocols(p ?? ['v5.channel.k8s.io', 'v4.channel.k8s.io']),
+    standin: s,
     close: () => s.close(),
   }
 }
@@ -193,7 +196,7 @@ describe('kubernetes launcher: one VM through the CLI', () => {
   })
 })
 
-describe('kubernetes launcher: exec protocol fallback and network refusals', () => {
+describe('kubernetes launcher: exec protocol fallback, watch 410, network refusals', () => {
   it('exec falls back to v4.channel.k8s.io when the API server offers no v5: exit code, stdout and stdin (with its end) still work', async (ctx) => {
     if (!cluster.offerOnly) return ctx.skip('a real cluster cannot be told to offer only v4 (stand-in only)')
     cluster.offerOnly(['v4.channel.k8s.io'])
@@ -206,6 +209,28 @@ describe('kubernetes launcher: exec protocol fallback and network refusals', () 
       expect(wc.stdout.trim()).toBe('3')
     } finally {
       cluster.offerOnly(null)
+    }
+  })
+
+  it('vm create rides out a 410 Gone while it waits for the pod: it relists, watches again and succeeds', async (ctx) => {
+    const s = cluster.standin
+    if (!s) return ctx.skip('a real cluster cannot be told to expire a watch (stand-in only)')
+    const release = s.holdPods()
+    let released = false
+    try {
+      s.expireNextWatch()
+      const before = s.watchesFromVersion()
+      const creating = main.a(['vm', 'create', '--language', 'python', '--mem', '128'])
+      // The first resumed watch got 410; a well-behaved client relists and watches again.
+      expect(await waitUntil(() => s.watchesFromVersion() >= before + 2, 60_000), JSON.stringify(s.requests.slice(-6))).toBe(true)
+      release()
+      released = true
+      const r = await creating
+      expectOk(r)
+      expect(await podsOf({'agent.dev/vm': r.stdout.trim()})).toHaveLength(1)
+      expectOk(await main.a(['vm', 'clean', '-v', r.stdout.trim()]))
+    } finally {
+      if (!released) release()
     }
   })
 
