@@ -182,6 +182,8 @@ export interface LauncherCapabilities {
   sweepsOrphans: boolean
   /** The runtime can attach an interactive terminal to a guest command. */
   tty: boolean
+  /** Sandboxes run elsewhere (a cluster): --cpu and --mem are not bounded by this host's size. */
+  remoteLimits?: boolean
 }
 
 /** One prerequisite on this host, as `agent doctor` prints it. */

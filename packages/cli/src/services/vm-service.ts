@@ -61,12 +61,13 @@ async function runtimeFor(ctx: ServiceContext, vm: Pick<VmRecord, 'language' | '
 
 /** Creates and boots a VM. On failure at any step, everything made so far is removed and the error names the step. */
 export async function createVm(ctx: ServiceContext, o: CreateOptions): Promise<CreateResult> {
-  checkLimits(o)
+  checkLimits(o, true) // the bounds that hold everywhere; this host's size once the launcher is known
   if (o.name !== undefined) checkName(o.name)
   if (o.persistFrom !== undefined) checkVmRef(o.persistFrom, 'VM id for --persist-from')
   const reg = await ctx.runtimes()
   const {runtime, plugin, version} = reg.select(o.language, o.version)
   const {launcher, reason: launcherReason} = await chooseLauncher(o.launcher)
+  if (!launcher.capabilities.remoteLimits) checkLimits(o)
   // Never hand out network silently where a launcher cannot switch it off.
   if (o.network === 'none') requireCapability(launcher, 'networkNone', 'usage')
   const policy = egressPolicy(o)

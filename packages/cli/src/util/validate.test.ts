@@ -1,3 +1,4 @@
+import os from 'node:os'
 import {describe, expect, it} from 'vitest'
 import {checkLimits, checkName, checkVmRef, parseEnv} from './validate.js'
 
@@ -17,6 +18,14 @@ describe('validation', () => {
     expect(() => checkLimits({...ok, memoryMib: -1})).toThrow(/--mem must be between/)
     expect(() => checkLimits({...ok, memoryMib: 1e9})).toThrow(/--mem must be between/)
     expect(() => checkLimits({...ok, pids: 1})).toThrow(/--pids/)
+  })
+
+  it('a remote launcher (a cluster) is not bounded by this host\'s size, only by the absolute ranges', () => {
+    const big = {cpus: os.cpus().length + 8, memoryMib: Math.floor(os.totalmem() / 1048576) + 1024, diskMib: 1024, pids: 256}
+    expect(() => checkLimits(big)).toThrow(/--cpu must be between .* on this host/)
+    expect(checkLimits(big, true)).toEqual(big)
+    expect(() => checkLimits({...big, cpus: 4096}, true)).toThrow(/--cpu must be between 0.1 and 1024 \(got 4096\)/)
+    expect(() => checkLimits({...big, memoryMib: 8}, true)).toThrow(/--mem must be between 32 MiB/)
   })
 
   it('parses --env pairs', () => {

@@ -27,12 +27,14 @@ export interface Limits {
 }
 
 /** Refuses zero, negative and absurd limits with a message that gives the allowed range. */
-export function checkLimits(l: Limits): Limits {
-  const hostCpus = cpus().length
-  const hostMemMib = Math.floor(totalmem() / 1024 / 1024)
+/** `remote`: the sandbox runs elsewhere (a cluster), so this host's size bounds nothing; the cluster refuses what it cannot place. */
+export function checkLimits(l: Limits, remote = false): Limits {
+  const hostCpus = remote ? 1024 : cpus().length
+  const hostMemMib = remote ? 16 * 1024 * 1024 : Math.floor(totalmem() / 1024 / 1024)
+  const where = remote ? '' : ' on this host'
   const range = (what: string, v: number, min: number, max: number, unit = '') => {
     if (!Number.isFinite(v) || v < min || v > max)
-      throw usageError(`${what} must be between ${min}${unit} and ${max}${unit} on this host (got ${v}${unit})`)
+      throw usageError(`${what} must be between ${min}${unit} and ${max}${unit}${where} (got ${v}${unit})`)
   }
   range('--cpu', l.cpus, 0.1, hostCpus)
   range('--mem', l.memoryMib, 32, hostMemMib, ' MiB')

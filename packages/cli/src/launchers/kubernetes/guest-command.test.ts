@@ -123,7 +123,8 @@ describe('framedStdinArgv (the v4 protocol\'s stdin end)', () => {
     child.stdin.write(stdinFrame(Buffer.from('never read')))
     let out = ''
     child.stdout.on('data', (b) => (out += b))
-    const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)))
+    // 'close', not 'exit': the output is read to its end first.
+    const code = await new Promise((resolve) => child.on('close', (c) => resolve(c)))
     child.stdin.destroy()
     expect(code).toBe(4)
     expect(out).toBe('done\n')

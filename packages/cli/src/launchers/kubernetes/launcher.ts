@@ -36,6 +36,8 @@ export class KubernetesLauncher implements Launcher {
     // Leftovers are found by label through discover(), not guessed from an id.
     sweepsOrphans: false,
     tty: false,
+    // The cluster's scheduler says what fits (Unschedulable), not this host's size.
+    remoteLimits: true,
   }
 
   async available(): Promise<Availability> {
