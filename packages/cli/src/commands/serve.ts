@@ -20,7 +20,8 @@ export default class Serve extends AgentCommand<typeof Serve> {
   static override summary = 'Serve an E2B-compatible API (control plane, envd, code interpreter) over this state dir.'
   static override description = `Point the E2B SDK at it with E2B_API_URL=E2B_SANDBOX_URL=http://HOST:PORT and E2B_API_KEY.
 The key is AGENT_API_KEY, or one generated once into <state>/api-key (mode 0600).
-Sandboxes are VMs of the same state: \`agent vm list\` shows them, and they outlive the server.`
+Sandboxes are VMs of the same state: \`agent vm list\` shows them, and they outlive the server.
+While it runs, \`agent vm exec\`, \`vm run\` and \`vm list\` on this state dir go through it (<state>/serve.sock) and skip most of their start-up; output and exit codes are the same (AGENT_SERVE_ROUTE=off: never).`
   static override examples = ['<%= config.bin %> serve', '<%= config.bin %> serve --pool python=2', 'AGENT_API_KEY=... <%= config.bin %> serve --listen 0.0.0.0:49982']
   static override flags = {
     listen: Flags.string({summary: 'HOST:PORT to listen on (a non-loopback host needs a configured key).', default: '127.0.0.1:49982'}),
