@@ -407,6 +407,7 @@ async function cliSpeed() {
 }
 
 function gitHead() {
+  if (process.env.BENCH_COMMIT) return process.env.BENCH_COMMIT.slice(0, 12) // a tree exported without .git
   try {
     return readFileSync(join(ROOT, '.git', 'HEAD'), 'utf8').trim().replace(/^ref: (.*)$/, (_, ref) => readFileSync(join(ROOT, '.git', ref), 'utf8').trim()).slice(0, 12)
   } catch {
