@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {WebSocketServer, type WebSocket} from 'ws'
 import {AgentError} from '../../errors.js'
 import type {Cluster} from './client.js'
-import {execPath, exitFromStatus, podExec} from './exec.js'
+import {describeWsError, execPath, exitFromStatus, podExec} from './exec.js'
 
 type Behaviour = (ws: WebSocket, url: URL) => void
 let server: WebSocketServer
@@ -150,5 +150,14 @@ describe('execPath', () => {
     const u = new URL(execPath('ns', 'pod', ['sh', '-c', 'a&b=c d'], false), 'http://x')
     expect(u.searchParams.getAll('command')).toEqual(['sh', '-c', 'a&b=c d'])
     expect(Object.fromEntries([...u.searchParams].filter(([k]) => k !== 'command'))).toEqual({container: 'sandbox', stdin: 'false', stdout: 'true', stderr: 'true', tty: 'false'})
+  })
+})
+
+describe('describeWsError', () => {
+  it('reads Errors and ws ErrorEvents, and names refused upgrades', () => {
+    expect(describeWsError(new Error('Unexpected server response: 404'))).toBe('the API server answered HTTP 404 (no such pod: is the VM still running?)')
+    expect(describeWsError({type: 'error', message: 'Unexpected server response: 403', error: new Error('Unexpected server response: 403')})).toBe('the API server answered HTTP 403 (Forbidden)')
+    expect(describeWsError({type: 'error', error: new Error('connect ECONNREFUSED 127.0.0.1:1')})).toBe('connect ECONNREFUSED 127.0.0.1:1')
+    expect(describeWsError({})).not.toBe('[object Object]')
   })
 })

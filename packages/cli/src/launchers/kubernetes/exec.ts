@@ -99,7 +99,11 @@ export async function podExec(c: Cluster, pod: string, argv: readonly string[], 
   try {
     ws = await handler.connect(execPath(c.namespace, pod, argv, io.stdin !== undefined), null, onFrame)
   } catch (err) {
-    throw unavailable(`cannot open an exec in pod ${pod} at ${c.server}: ${describeWsError(err)}`, 'the launcher needs the create verb on pods/exec (docs/scale-out.md); is the pod running?')
+    const why = describeWsError(err)
+    throw unavailable(
+      `cannot open an exec in pod ${pod} at ${c.server}: ${why}`,
+      /HTTP 404/.test(why) ? '`agent vm list` reconciles the VM with the cluster; start or clean it' : 'the launcher needs create and get on pods/exec (docs/scale-out.md); is the pod running?',
+    )
   }
   const protocol = ws.protocol || 'channel.k8s.io'
   const v5 = protocol === 'v5.channel.k8s.io'
@@ -162,9 +166,13 @@ export async function podExec(c: Cluster, pod: string, argv: readonly string[], 
   return {exitCode: null, protocol, lost: ours ?? 'the exec connection closed without an exit status'}
 }
 
-function describeWsError(err: unknown): string {
+/** The words of a failed WebSocket open: an Error, or the ErrorEvent ws hands to onerror. */
+export function describeWsError(err: unknown): string {
+  const e = err as {message?: unknown; error?: {message?: unknown}}
+  const text = String((typeof e?.error?.message === 'string' && e.error.message) || (typeof e?.message === 'string' && e.message) || (typeof err === 'string' && err) || 'the WebSocket could not be opened').slice(0, 300)
   // ws reports a refused upgrade as "Unexpected server response: 403".
-  const m = /Unexpected server response: (\d+)/.exec(errorMessage(err))
-  if (m) return `the API server answered HTTP ${m[1]}${m[1] === '403' ? ' (Forbidden)' : m[1] === '404' ? ' (no such pod)' : m[1] === '401' ? ' (Unauthorized)' : ''}`
-  return errorMessage(err) || String((err as {message?: string})?.message ?? err)
+  const m = /Unexpected server response: (\d+)/.exec(text)
+  if (!m) return text
+  const why: Record<string, string> = {'401': ' (Unauthorized)', '403': ' (Forbidden)', '404': ' (no such pod: is the VM still running?)'}
+  return `the API server answered HTTP ${m[1]}${why[m[1]!] ?? ''}`
 }
