@@ -64,6 +64,7 @@ describe('serve route socket', () => {
       [Buffer.from('null'), /not an object/],
       [hello({proto: 2}), /protocol/],
       [hello({version: '0.0.1'}), /version 0\.0\.1/],
+      [hello({version: '\u00e9'.repeat(5000)}), /^version \u00e9+/],
       [hello({root: '/elsewhere'}), /another state dir/],
       [hello({env: {AGENT_GUEST_DIR: '/other'}}), /AGENT_\* environment/],
       [hello({env: {}}), /AGENT_\* environment/],

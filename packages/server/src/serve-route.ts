@@ -100,7 +100,13 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
       }
       for (const f of got) {
         if (sock.destroyed) return
-        frame(f)
+        try {
+          frame(f)
+        } catch (err) {
+          // Nothing a client sends may take the server down.
+          logger().debug(`serve route: dropping a client: ${errorMessage(err)}`)
+          return void sock.destroy()
+        }
       }
     })
 
@@ -110,7 +116,8 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
         const c = checkHello(f.payload, {version: o.version, root: ctx.paths.root, env})
         if ('refuse' in c) {
           logger().debug(`serve route: refused a client: ${c.refuse}`)
-          return void sock.end(F.encodeFrame(F.REFUSE, c.refuse.slice(0, 1000)))
+          // The reason may quote the client's bytes: cut to the frame's bound.
+          return void sock.end(F.encodeFrame(F.REFUSE, Buffer.from(c.refuse, 'utf8').subarray(0, 1024)))
         }
         req = c.req
         wantStdin = c.hello.stdin && req.kind === 'exec' && !req.json
