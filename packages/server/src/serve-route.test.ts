@@ -16,7 +16,7 @@ let route: ServeRoute
 const hello = (over: Record<string, unknown> = {}) => Buffer.from(JSON.stringify({proto: F.ROUTE_PROTOCOL, version: '9.9.9', root: dir, argv: ['vm', 'list'], env: routeEnv(env), stdin: false, ...over}))
 
 /** Sends bytes, collects the server's frames until it closes the connection. */
-function exchange(bytes: Buffer[]): Promise<{frames: {type: number; payload: Buffer}[]; closed: boolean}> {
+function exchange(bytes: Buffer[], end = false): Promise<{frames: {type: number; payload: Buffer}[]; closed: boolean}> {
   return new Promise((done) => {
     const reader = new F.FrameReader(F.FROM_SERVER)
     const got: {type: number; payload: Buffer}[] = []
@@ -26,6 +26,7 @@ function exchange(bytes: Buffer[]): Promise<{frames: {type: number; payload: Buf
     s.on('close', () => done({frames: got, closed: true}))
     s.on('connect', () => {
       for (const b of bytes) s.write(b)
+      if (end) s.end()
     })
   })
 }
@@ -92,6 +93,29 @@ describe('serve route socket', () => {
     expect(first).toEqual([F.READY])
     s.destroy()
     expect(route.served()).toBe(0)
+  })
+
+  it('survives random frames in random order, and still answers a good hello afterwards', async () => {
+    let seed = 42
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n)
+    const types = [F.HELLO, F.GO, F.STDIN, F.STDIN_END, F.SIGNAL]
+    for (let i = 0; i < 150; i++) {
+      const bytes: Buffer[] = []
+      if (rnd(2)) bytes.push(F.encodeFrame(F.HELLO, hello(rnd(2) ? {} : {argv: ['vm', 'exec', '--vm', 'x', '--', 'cat'], stdin: true})))
+      for (let k = rnd(6); k > 0; k--) {
+        const t = types[rnd(types.length)]!
+        const payload = t === F.STDIN ? Buffer.alloc(rnd(70_000)) : t === F.SIGNAL ? Buffer.from(['SIGINT', 'SIGKILL', 'x'.repeat(16)][rnd(3)]!) : t === F.HELLO ? Buffer.from('{') : Buffer.alloc(0)
+        try {
+          bytes.push(F.encodeFrame(t, payload))
+        } catch {
+          bytes.push(Buffer.from([t, 0xff, 0xff, 0xff, 0xff]))
+        }
+      }
+      if (rnd(3) === 0) bytes.push(Buffer.from([rnd(256)]))
+      await exchange(bytes, true)
+    }
+    const r = await exchange([F.encodeFrame(F.HELLO, hello({version: 'x'}))])
+    expect(r.frames.map((f) => f.type)).toEqual([F.REFUSE])
   })
 
   it('removes its socket when closed', async () => {
