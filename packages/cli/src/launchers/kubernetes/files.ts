@@ -39,8 +39,13 @@ export async function sendDir(c: Cluster, pod: string, hostDir: string, guestDir
   return names.length
 }
 
-/** Replaces the host dir's contents with the guest dir's. */
-export async function fetchDir(c: Cluster, pod: string, guestDir: string, hostDir: string, limits = {maxBytes: MAX_OUT_BYTES, maxEntries: MAX_OUT_ENTRIES}): Promise<number> {
+/**
+ * Where a hostile tar stream is written: only regular files and directories, under `hostDir`
+ * only, no owners or set-id bits, at most `maxBytes` of stream and `maxEntries` entries. `write`
+ * takes the stream as it comes; `end` resolves when it is all on disk, or throws why it was refused
+ * (and then `hostDir` holds nothing).
+ */
+export function guestTarSink(hostDir: string, what: string, limits = {maxBytes: MAX_OUT_BYTES, maxEntries: MAX_OUT_ENTRIES}) {
   rmSync(hostDir, {recursive: true, force: true})
   mkdirSync(hostDir, {recursive: true, mode: 0o700})
   let bytes = 0
@@ -60,34 +65,45 @@ export async function fetchDir(c: Cluster, pod: string, guestDir: string, hostDi
     filter: (_path, entry) => {
       const e = entry as tar.ReadEntry
       if (++entries > limits.maxEntries) {
-        refuse(new AgentError('guest', `the guest's ${guestDir} holds more than ${limits.maxEntries} entries: not copied`))
+        refuse(new AgentError('guest', `${what} holds more than ${limits.maxEntries} entries: not copied`))
         return false
       }
+      // Links, devices and fifos are left out: nothing the guest sends is followed on the host.
       if (e.type !== 'File' && e.type !== 'OldFile' && e.type !== 'Directory') return false
       if (typeof e.mode === 'number') e.mode &= 0o777
       return true
     },
   })
   const done = pipeline(input, unpack).catch((e: unknown) => {
-    refused ??= e instanceof AgentError ? e : new AgentError('guest', `the guest's ${guestDir} arrived as a broken tar stream: ${errorMessage(e)}`)
+    refused ??= e instanceof AgentError ? e : new AgentError('guest', `${what} arrived as a broken tar stream: ${errorMessage(e)}`)
   })
-  const err: Buffer[] = []
-  const r = await podExec(c, pod, ['/bin/sh', '-c', 'cd "$0" 2>/dev/null || exit 0; exec tar -c -f - .', guestDir], {
-    onStdout: (b) => {
-      if (refused) return
+  return {
+    write(b: Buffer): void {
+      if (refused || input.destroyed) return
       bytes += b.length
-      if (bytes > limits.maxBytes) refuse(new AgentError('guest', `the guest's ${guestDir} is larger than ${limits.maxBytes} bytes: not copied`))
+      if (bytes > limits.maxBytes) refuse(new AgentError('guest', `${what} is larger than ${limits.maxBytes} bytes: not copied`))
       else input.write(b)
     },
+    async end(): Promise<void> {
+      if (!input.destroyed) input.end()
+      await done
+      if (refused) {
+        rmSync(hostDir, {recursive: true, force: true})
+        mkdirSync(hostDir, {recursive: true, mode: 0o700})
+        throw refused
+      }
+    },
+  }
+}
+
+/** Replaces the host dir's contents with the guest dir's. */
+export async function fetchDir(c: Cluster, pod: string, guestDir: string, hostDir: string): Promise<void> {
+  const sink = guestTarSink(hostDir, `the guest's ${guestDir}`)
+  const err: Buffer[] = []
+  const r = await podExec(c, pod, ['/bin/sh', '-c', 'cd "$0" 2>/dev/null || exit 0; exec tar -c -f - .', guestDir], {
+    onStdout: (b) => sink.write(b),
     onStderr: (b) => err.length < 64 && err.push(b),
   })
-  if (!input.destroyed) input.end()
-  await done
-  if (refused) {
-    rmSync(hostDir, {recursive: true, force: true})
-    mkdirSync(hostDir, {recursive: true, mode: 0o700})
-    throw refused
-  }
+  await sink.end()
   if (r.exitCode !== 0) throw new AgentError('guest', `copying ${guestDir} out of pod ${pod} failed (${r.exitCode === null ? r.lost : `exit ${r.exitCode}`}): ${tail(err) || 'no message'}`)
-  return entries
 }
