@@ -278,10 +278,13 @@ describe('kubernetes launcher: lifecycle and failures', () => {
     expect(await ids()).toEqual(vmsBefore)
   })
 
-  it('a pod no node can take (node selector from config.json) fails create as Unschedulable and is rolled back', async () => {
+  it('a pod no node can take (too much memory; a node selector from config.json) fails create as Unschedulable and is rolled back', async () => {
+    const before = await everything()
+    const big = await main.a(['vm', 'create', '--language', 'python', '--mem', '1000000'])
+    expect(big.code).not.toBe(0)
+    expect(big.stderr).toMatch(/Unschedulable: .*Insufficient memory/)
     const o = k8sState('agent-k8s-unsched-')
     writeFileSync(join(o.st.dir, 'config.json'), JSON.stringify({kubernetes: {nodeSelector: {'agent.dev/pool': 'no-such-pool'}}}))
-    const before = await everything()
     const r = await o.a(['vm', 'create', '--language', 'python', '--mem', '128'])
     expect(r.code).not.toBe(0)
     expect(r.stderr).toMatch(/Unschedulable/)
