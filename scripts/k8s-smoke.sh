@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the kubernetes launcher's e2e cases (test/e2e/kubernetes.test.ts) against a REAL cluster:
 # a throwaway kind (or k3d) cluster whose node gets gVisor (runsc + containerd-shim-runsc-v1) and
-# a RuntimeClass "gvisor", the test images loaded into it, a namespace, and a read-only service
-# account for the "too few permissions" case. NOT run in CI (CI has no Docker daemon and no
+# a RuntimeClass "gvisor", the test images loaded into it, a namespace, a service account with
+# exactly docs/scale-out.md's least-privilege Role that the tests run as, and a read-only one for
+# the "too few permissions" case. NOT run in CI (CI has no Docker daemon and no
 # cluster; there the same file runs against the API stand-in in test/fixtures/k8s-standin).
 #
 #   npm run build && bash scripts/k8s-smoke.sh
@@ -122,7 +123,9 @@ for node in $nodes; do
 done
 kubectl wait --for=condition=Ready nodes --all --timeout=180s
 
-# 3. The RuntimeClass, the namespace (Pod Security baseline enforced), a read-only service account.
+# 3. The RuntimeClass, the namespace (Pod Security baseline enforced), the least-privilege service
+# account the tests run as (docs/scale-out.md's Role, plus the two reads doctor makes) and a
+# read-only one for the "too few permissions" case.
 kubectl apply -f - <<EOF
 apiVersion: node.k8s.io/v1
 kind: RuntimeClass
@@ -136,6 +139,71 @@ metadata:
   name: $ns
   labels:
     pod-security.kubernetes.io/enforce: baseline
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: agent-e2e
+  namespace: $ns
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: agent-sandboxes
+  namespace: $ns
+rules:
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [create, get, list, watch, delete]
+  - apiGroups: [""]
+    resources: [pods/exec]
+    verbs: [create, get]
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [create, list, delete]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [create, list, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: agent-e2e
+  namespace: $ns
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: agent-sandboxes
+subjects:
+  - kind: ServiceAccount
+    name: agent-e2e
+    namespace: $ns
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: agent-e2e-doctor-reads
+rules:
+  - apiGroups: [""]
+    resources: [namespaces]
+    resourceNames: [$ns]
+    verbs: [get]
+  - apiGroups: [node.k8s.io]
+    resources: [runtimeclasses]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: agent-e2e-doctor-reads
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: agent-e2e-doctor-reads
+subjects:
+  - kind: ServiceAccount
+    name: agent-e2e
+    namespace: $ns
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -176,14 +244,21 @@ kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded pod/gvisor-prob
 kubectl -n "$ns" logs gvisor-probe | grep -q gVisor || die "the gvisor RuntimeClass does not run gVisor (dmesg does not say so)"
 kubectl -n "$ns" delete pod gvisor-probe >/dev/null
 
-limited=$work/readonly.kubeconfig
-token=$(kubectl -n "$ns" create token agent-readonly --duration=2h)
 server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
 kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$work/ca.crt"
-KUBECONFIG=$limited kubectl config set-cluster smoke --server="$server" --certificate-authority="$work/ca.crt" --embed-certs=true >/dev/null
-KUBECONFIG=$limited kubectl config set-credentials agent-readonly --token="$token" >/dev/null
-KUBECONFIG=$limited kubectl config set-context smoke --cluster=smoke --user=agent-readonly --namespace="$ns" >/dev/null
-KUBECONFIG=$limited kubectl config use-context smoke >/dev/null
+# A kubeconfig that authenticates as service account $1 of the namespace, written to $2.
+sa_kubeconfig() {
+  local token
+  token=$(kubectl -n "$ns" create token "$1" --duration=2h)
+  KUBECONFIG=$2 kubectl config set-cluster smoke --server="$server" --certificate-authority="$work/ca.crt" --embed-certs=true >/dev/null
+  KUBECONFIG=$2 kubectl config set-credentials "$1" --token="$token" >/dev/null
+  KUBECONFIG=$2 kubectl config set-context smoke --cluster=smoke --user="$1" --namespace="$ns" >/dev/null
+  KUBECONFIG=$2 kubectl config use-context smoke >/dev/null
+}
+runner=$work/agent-e2e.kubeconfig
+limited=$work/readonly.kubeconfig
+sa_kubeconfig agent-e2e "$runner"
+sa_kubeconfig agent-readonly "$limited"
 
 # 4. The images agent puts in its pods, under the same names (imagePullPolicy IfNotPresent).
 for image in "${images[@]}"; do
@@ -195,8 +270,8 @@ for image in "${images[@]}"; do
   else k3d image import "$archive" --cluster "$cluster"; fi
 done
 
-# 5. The same e2e file, pointed at this cluster instead of the stand-in.
-say "running test/e2e/kubernetes.test.ts against $server (namespace $ns)"
+# 5. The same e2e file, pointed at this cluster instead of the stand-in, as the least-privilege account.
+say "running test/e2e/kubernetes.test.ts against $server (namespace $ns, service account agent-e2e)"
 cd "$root"
-AGENT_K8S_REAL_KUBECONFIG=$kubeconfig AGENT_K8S_REAL_NAMESPACE=$ns AGENT_K8S_REAL_LIMITED_KUBECONFIG=$limited \
+AGENT_K8S_REAL_KUBECONFIG=$runner AGENT_K8S_REAL_NAMESPACE=$ns AGENT_K8S_REAL_LIMITED_KUBECONFIG=$limited \
   npx vitest run --project e2e test/e2e/kubernetes.test.ts

@@ -36,6 +36,16 @@ interface Cluster {
 
 const REAL = process.env.AGENT_K8S_REAL_KUBECONFIG
 
+/** docs/scale-out.md's Role, and the reads of the namespace and the RuntimeClass doctor makes. */
+const LEAST_PRIVILEGE = [
+  {apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'watch', 'delete']},
+  {apiGroups: [''], resources: ['pods/exec'], verbs: ['create', 'get']},
+  {apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['create', 'list', 'delete']},
+  {apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['create', 'list', 'delete']},
+  {apiGroups: [''], resources: ['namespaces'], verbs: ['get']},
+  {apiGroups: ['node.k8s.io'], resources: ['runtimeclasses'], verbs: ['get']},
+]
+
 async function openCluster(): Promise<Cluster> {
   if (REAL) {
     const limited = process.env.AGENT_K8S_REAL_LIMITED_KUBECONFIG
@@ -49,7 +59,9 @@ async function openCluster(): Promise<Cluster> {
       close: async () => {},
     }
   }
-  const s = await startStandin({runtimeClasses: ['gvisor'], capacity: {cpu: '8', memory: '8Gi', 'ephemeral-storage': '40Gi'}})
+  // The CLI's token gets exactly the least-privilege Role of docs/scale-out.md (plus the two
+  // cluster-scoped reads doctor makes), so every case also shows the launcher needs no more.
+  const s = await startStandin({runtimeClasses: ['gvisor'], capacity: {cpu: '8', memory: '8Gi', 'ephemeral-storage': '40Gi'}, rules: LEAST_PRIVILEGE})
   // A second, read-only user, as scripts/k8s-smoke.sh makes a read-only service account.
   const readOnly = s.addUser('agent-readonly', [
     {verbs: ['get', 'list', 'watch'], apiGroups: [''], resources: ['pods', 'namespaces']},
