@@ -6,7 +6,7 @@
  * version, state dir or AGENT_* environment, or a command line the route does not take.
  * Only node: builtins: this runs before anything else is loaded.
  */
-import {accessSync, constants, readFileSync} from 'node:fs'
+import {accessSync, constants, readFileSync, statSync} from 'node:fs'
 import {connect, type Socket} from 'node:net'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
@@ -56,13 +56,17 @@ export function routeHello(argv: readonly string[], env: NodeJS.ProcessEnv = pro
  */
 export async function tryServeRoute(argv: readonly string[]): Promise<number | undefined> {
   let hello: RouteHello | undefined
+  let path: string
   try {
+    // The common case, no server: one stat, nothing else read.
+    path = join(routeStateDir(), 'serve.sock')
+    if (process.env.AGENT_SERVE_ROUTE === 'off' || !statSync(path, {throwIfNoEntry: false})?.isSocket()) return undefined
     hello = routeHello(argv)
   } catch {
     return undefined
   }
   if (!hello) return undefined
-  const sock = await accepted(join(hello.root, 'serve.sock'), hello)
+  const sock = await accepted(path, hello)
   if (!sock) return undefined
   return relay(sock.socket, sock.reader, sock.early, hello.stdin)
 }
