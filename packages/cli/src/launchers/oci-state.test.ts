@@ -3,8 +3,8 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
-import {pinProcess, processEnded, type RunResult} from '../system/index.js'
-import {containerState, endContainer, hasRuntimeState, listContainers, type RuntimeCall, sandboxProcesses} from './oci-state.js'
+import {pinProcess, processEnded, processStat, type RunResult} from '../system/index.js'
+import {containerState, endContainer, hasRuntimeState, listContainers, type RuntimeCall, sandboxProcesses, stateFromFiles} from './oci-state.js'
 
 let root: string
 const kids: Array<ReturnType<typeof spawn>> = []
@@ -111,5 +111,59 @@ describe('endContainer', () => {
     const rt = fakeRuntime(pid)
     expect(await endContainer(rt.call, root, 'agent-x', {status: 'running', pid}, 300)).toBe(true)
     expect(rt.calls).toEqual(['kill agent-x TERM', 'kill agent-x KILL'])
+  })
+})
+
+describe('stateFromFiles (what `state` would say, from the runtime\'s own files)', () => {
+  const runcState = (name: string, pid: number, start: string) => {
+    mkdirSync(join(root, name), {recursive: true})
+    writeFileSync(join(root, name, 'state.json'), JSON.stringify({id: name, init_process_pid: pid, init_process_start: start}))
+  }
+  const never = () => false
+
+  it('runc: running while the init process lives (pinned by its start time), created with exec.fifo, paused when frozen', () => {
+    const pid = sandbox()
+    const start = processStat(pid)!.start
+    runcState('agent-a', pid, start)
+    expect(stateFromFiles(root, 'agent-a', 'a', never)).toEqual({status: 'running', pid, procs: [{pid, start}]})
+    expect(stateFromFiles(root, 'agent-a', 'a', () => true)?.status).toBe('paused')
+    writeFileSync(join(root, 'agent-a', 'exec.fifo'), '')
+    expect(stateFromFiles(root, 'agent-a', 'a', never)?.status).toBe('created')
+    // The same pid with another start time is another process: the container's init is gone.
+    runcState('agent-b', pid, '1')
+    expect(stateFromFiles(root, 'agent-b', 'b', never)).toEqual({status: 'stopped', pid, procs: []})
+  })
+
+  it('runsc: the status it wrote while the sandbox lives, with the gofer to watch; stopped once the sandbox is gone', () => {
+    const s = sandbox()
+    const g = sandbox()
+    const write = (sandboxPid: number) => writeFileSync(join(root, 'agent-c_sandbox:agent-c.state'), JSON.stringify({status: 'running', goferPid: g, sandbox: {pid: sandboxPid}}))
+    write(s)
+    const st = stateFromFiles(root, 'agent-c', 'c', never)
+    expect(st?.status).toBe('running')
+    expect(st?.procs.map((p) => p.pid)).toEqual([s, g])
+    write(2 ** 22 + 1) // above pid_max: no such process
+    expect(stateFromFiles(root, 'agent-c', 'c', never)).toMatchObject({status: 'stopped', procs: []})
+  })
+
+  it('undefined for files it does not know, so that the runtime is asked', () => {
+    expect(stateFromFiles(root, 'agent-d', 'd', never)).toBeUndefined()
+    mkdirSync(join(root, 'agent-d'))
+    writeFileSync(join(root, 'agent-d', 'state.json'), '{"init_process_pid": "12"}')
+    expect(stateFromFiles(root, 'agent-d', 'd', never)).toBeUndefined()
+    writeFileSync(join(root, 'agent-e_sandbox:agent-e.state'), 'not json')
+    expect(stateFromFiles(root, 'agent-e', 'e', never)).toBeUndefined()
+  })
+})
+
+describe('endContainer when the runtime refuses the kill', () => {
+  it('says not ended at once, without waiting or a SIGKILL', async () => {
+    const calls: string[] = []
+    const refuse: RuntimeCall = async (args) => {
+      calls.push(args.join(' '))
+      return result(1)
+    }
+    expect(await endContainer(refuse, root, 'agent-x', {status: 'running', pid: sandbox()}, 60_000)).toBe(false)
+    expect(calls).toEqual(['kill agent-x TERM'])
   })
 })

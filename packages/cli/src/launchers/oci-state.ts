@@ -3,11 +3,12 @@
  * asked once (`state`), told once (`kill`); the waiting is done by watching the sandbox's host
  * processes in /proc, with no program started per poll.
  */
-import {readdirSync, readFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {errorMessage} from '../errors.js'
 import {logger} from '../logging/logger.js'
-import {pinProcess, type PinnedProcess, type RunResult, waitEnded} from '../system/index.js'
+import {pinProcess, type PinnedProcess, processEnded, processStat, type RunResult, waitEnded} from '../system/index.js'
+import {cgroupsPath} from './oci-spec.js'
 
 /** Runs one runtime subcommand (with the runtime's global flags), tolerating failure. */
 export type RuntimeCall = (args: readonly string[]) => Promise<RunResult>
@@ -67,6 +68,63 @@ export async function containerState(call: RuntimeCall, name: string): Promise<C
   }
 }
 
+/** The state as the runtime's own files give it, and the host processes to watch. */
+export interface FileState extends ContainerState {
+  procs: PinnedProcess[]
+}
+
+/**
+ * The container's state read from the runtime's own files, as its `state` command would report
+ * it, with no program started; undefined when the files are not in a layout known here (the
+ * caller then asks the runtime).
+ *  - runc: `<root>/<name>/state.json`: init_process_pid and init_process_start (/proc's start
+ *    time, so a reused pid is not taken for it). Running while that process lives; created while
+ *    exec.fifo is there; paused while its freezer cgroup is frozen; else stopped.
+ *  - runsc: `<root>/<name>_sandbox:<name>.state`: the status runsc last wrote, which holds only
+ *    while the sandbox process lives; sandbox.pid and goferPid.
+ * A wrong "running" costs only time: `kill` then fails, and the caller deletes at once.
+ */
+export function stateFromFiles(root: string, name: string, id: string, frozen: (id: string) => boolean = cgroupFrozen): FileState | undefined {
+  const runc = readJson(join(root, name, 'state.json')) as {init_process_pid?: unknown; init_process_start?: unknown} | undefined
+  if (runc) {
+    const pid = runc.init_process_pid
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) return undefined
+    const p = {pid, start: String(runc.init_process_start ?? '')}
+    if (processEnded(p)) return {status: 'stopped', pid, procs: []}
+    const status = existsSync(join(root, name, 'exec.fifo')) ? 'created' : frozen(id) ? 'paused' : 'running'
+    return {status, pid, procs: [p]}
+  }
+  const runsc = readJson(join(root, `${name}_sandbox:${name}.state`)) as {status?: unknown; goferPid?: unknown; sandbox?: {pid?: unknown}} | undefined
+  if (!runsc) return undefined
+  const sandboxPid = runsc.sandbox?.pid
+  if (typeof runsc.status !== 'string' || typeof sandboxPid !== 'number' || !Number.isInteger(sandboxPid)) return undefined
+  const sandbox = sandboxPid > 1 ? pinProcess(sandboxPid) : undefined
+  if (!sandbox || processStat(sandboxPid)?.state === 'Z') return {status: runsc.status === 'created' || runsc.status === 'running' || runsc.status === 'paused' ? 'stopped' : runsc.status, pid: sandboxPid, procs: []}
+  const gofer = typeof runsc.goferPid === 'number' && Number.isInteger(runsc.goferPid) && runsc.goferPid > 1 ? pinProcess(runsc.goferPid) : undefined
+  return {status: runsc.status, pid: sandboxPid, procs: gofer ? [sandbox, gofer] : [sandbox]}
+}
+
+function readJson(path: string): unknown {
+  try {
+    const text = readFileSync(path, 'utf8')
+    return text.length <= MAX_STATE_FILE ? (JSON.parse(text) as unknown) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The VM's cgroup is frozen (runc pause): cgroup v1 freezer.state, or v2 cgroup.freeze. */
+function cgroupFrozen(id: string): boolean {
+  const read = (p: string) => {
+    try {
+      return readFileSync(p, 'utf8').trim()
+    } catch {
+      return ''
+    }
+  }
+  return read(`/sys/fs/cgroup/freezer${cgroupsPath(id)}/freezer.state`) === 'FROZEN' || read(`/sys/fs/cgroup${cgroupsPath(id)}/cgroup.freeze`) === '1'
+}
+
 /**
  * The host processes that make up the sandbox: the pid the runtime reported and, for runsc, its
  * gofer (from runsc's own state file; the gofer holds the root filesystem open until it ends).
@@ -91,9 +149,9 @@ export function sandboxProcesses(root: string, name: string, pid: number | undef
  * it), SIGKILL when it has not ended after `graceMs`. True once its host processes have ended
  * (gone, or zombies waiting for their parent to collect them: nothing of the VM is in use then).
  */
-export async function endContainer(call: RuntimeCall, root: string, name: string, state: ContainerState, graceMs = TERM_GRACE_MS): Promise<boolean> {
-  const procs = sandboxProcesses(root, name, state.pid)
-  await call(['kill', name, 'TERM'])
+export async function endContainer(call: RuntimeCall, root: string, name: string, state: ContainerState, graceMs = TERM_GRACE_MS, procs = sandboxProcesses(root, name, state.pid)): Promise<boolean> {
+  // Refused: not running after all (the caller's delete --force ends whatever is there).
+  if ((await call(['kill', name, 'TERM'])).exitCode !== 0) return false
   // Without a pid to watch, the runtime's own view is all there is.
   const ended = procs.length ? () => waitEnded(procs, graceMs) : () => waitStopped(call, name, graceMs)
   if (await ended()) return true

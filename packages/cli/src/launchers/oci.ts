@@ -29,7 +29,7 @@ import {applyEgress, stopEgress} from './egress.js'
 import {guestResolver} from './egress-policy.js'
 import {channelHostDir, channelSocketPath} from './guest-channel.js'
 import {ociExec} from './oci-exec.js'
-import {containerState, endContainer, hasRuntimeState, listContainers} from './oci-state.js'
+import {containerState, endContainer, hasRuntimeState, listContainers, stateFromFiles} from './oci-state.js'
 import {buildOciSpec, type OciFlavour} from './oci-spec.js'
 import {probeVersion} from './version-probe.js'
 
@@ -255,11 +255,14 @@ export class OciLauncher implements Launcher {
     const root = this.root(ctx.paths)
     const name = containerName(vm.id)
     const call = (args: readonly string[]) => this.rt(root, args)
-    const state = hasRuntimeState(root, name) ? await containerState(call, name) : undefined
+    // The runtime's own state files say what `state` would; asked only when they cannot be read.
+    const known = hasRuntimeState(root, name)
+    const files = known ? stateFromFiles(root, name, vm.id) : undefined
+    const state = files ?? (known ? await containerState(call, name) : undefined)
     let deleted = Promise.resolve()
     if (state === undefined) removeCgroups(vm.id)
     else {
-      const ended = state.status === 'running' && (await endContainer(call, root, name, state))
+      const ended = state.status === 'running' && (await endContainer(call, root, name, state, undefined, files?.procs))
       deleted = call(['delete', '--force', name]).then(() => removeCgroups(vm.id))
       deleted.catch(() => undefined) // awaited by the caller; handled meanwhile
       // Not seen to end (paused, created, or a kill that did not take): the delete first, as it kills.
