@@ -2,6 +2,7 @@
 // framing the way the API server does (subprotocol choice, channel bytes, the V1Status on
 // channel 3). The e2e suite runs the same code against the API stand-in with real containers.
 import type {AddressInfo} from 'node:net'
+import {Readable} from 'node:stream'
 import {KubeConfig} from '@kubernetes/client-node'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {WebSocketServer, type WebSocket} from 'ws'
@@ -96,6 +97,33 @@ describe('podExec', () => {
     expect(r).toEqual({exitCode: 0, protocol: 'v4.channel.k8s.io'})
     expect(seen.at(-1)!.url.searchParams.get('stdin')).toBe('false')
     expect(Buffer.concat(o.out).toString()).toBe('hi')
+  })
+
+  it('v4 with a plain stream: its end cannot be said, so the exec is closed and no exit code is invented', async () => {
+    offered = ['v4.channel.k8s.io']
+    behaviour = (ws) => ws.on('message', (d: Buffer) => d[0] === 0 && send(ws, 1, d.subarray(1))) // a cat that never sees EOF
+    const o = io()
+    const r = await podExec(cluster(), 'p', ['cat'], {stdin: Readable.from([Buffer.from('abc')]), onStdout: o.onStdout, onStderr: o.onStderr})
+    expect(r.exitCode).toBeNull()
+    expect(r.protocol).toBe('v4.channel.k8s.io')
+    expect(r.lost).toMatch(/speaks only v4.channel.k8s.io/)
+  })
+
+  it('v4 with framed stdin: each chunk as LEN\\n + bytes, then 0\\n', async () => {
+    offered = ['v4.channel.k8s.io']
+    const got: Buffer[] = []
+    behaviour = (ws) =>
+      ws.on('message', (d: Buffer) => {
+        got.push(d.subarray(1))
+        if (Buffer.concat(got).toString().endsWith('0\n')) {
+          send(ws, 3, JSON.stringify(exitStatus(0)))
+          ws.close(1000)
+        }
+      })
+    const o = io()
+    const r = await podExec(cluster(), 'p', ['x'], {stdin: Readable.from([Buffer.from('ab'), Buffer.from('cde')]), framed: true, onStdout: o.onStdout, onStderr: o.onStderr})
+    expect(r.exitCode).toBe(0)
+    expect(Buffer.concat(got).toString()).toBe('2\nab3\ncde0\n')
   })
 
   it('a connection that ends with no status says so, never invents an exit code', async () => {

@@ -151,11 +151,14 @@ export async function podExec(c: Cluster, pod: string, argv: readonly string[], 
         }, 20)
       }
     }
+    // Unframed on v4 (the server spoke v5 before, and no longer does): the end cannot be said, so
+    // the exec is closed rather than left waiting for it; the caller finds no exit status.
+    const onEnd = () => (v5 || io.framed ? closeStdin() : end('the API server speaks only v4.channel.k8s.io, which cannot close stdin alone'))
     input.on('data', onData)
-    input.once('end', closeStdin)
+    input.once('end', onEnd)
     void closed.then(() => {
       input.off('data', onData)
-      input.off('end', closeStdin)
+      input.off('end', onEnd)
       input.pause()
     })
   }
