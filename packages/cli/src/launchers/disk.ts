@@ -102,7 +102,12 @@ export async function ensureRootfs(d: DiskLayout, lower: string): Promise<void> 
 /** Unmounts the overlay and the disk and frees the loop device; tolerates anything missing. */
 export async function releaseDisk(vmDir: string): Promise<void> {
   const d = diskLayout(vmDir)
-  for (const mp of [d.rootfs, d.mount, persistMount(vmDir)]) {
+  const points = [d.rootfs, d.mount, persistMount(vmDir)]
+  // One umount for all, in this order (the overlay before the disk it writes to); whatever is
+  // still mounted after it is retried one by one, lazily at last.
+  const mounted = points.filter(isMounted)
+  if (mounted.length) await tryRun('umount', mounted)
+  for (const mp of points) {
     for (let i = 0; i < 5 && isMounted(mp); i++) {
       const res = await tryRun('umount', [mp])
       if (res.exitCode !== 0 && isMounted(mp)) {
