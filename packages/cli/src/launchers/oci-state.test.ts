@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {pinProcess, processEnded, processStat, type RunResult} from '../system/index.js'
-import {containerState, endContainer, hasRuntimeState, listContainers, type RuntimeCall, sandboxProcesses, stateFromFiles} from './oci-state.js'
+import {containerState, endContainer, hasRuntimeState, listContainers, listFromFiles, type RuntimeCall, sandboxProcesses, stateFromFiles} from './oci-state.js'
 
 let root: string
 const kids: Array<ReturnType<typeof spawn>> = []
@@ -165,5 +165,19 @@ describe('endContainer when the runtime refuses the kill', () => {
     }
     expect(await endContainer(refuse, root, 'agent-x', {status: 'running', pid: sandbox()}, 60_000)).toBe(false)
     expect(calls).toEqual(['kill agent-x TERM'])
+  })
+})
+
+describe('listFromFiles (what `list` would say, for vm list)', () => {
+  it('lists the containers the root names, and gives up (undefined) when one cannot be read', () => {
+    const pid = sandbox()
+    mkdirSync(join(root, 'agent-a'))
+    writeFileSync(join(root, 'agent-a', 'state.json'), JSON.stringify({init_process_pid: pid, init_process_start: processStat(pid)!.start}))
+    const a = {id: 'a', name: 'agent-a'}
+    const b = {id: 'b', name: 'agent-b'}
+    expect(listFromFiles(root, [a, b])).toEqual([{id: 'agent-a', status: 'running', pid}])
+    writeFileSync(join(root, 'runsc-agent-b.sock'), '') // named, but no state file known here
+    expect(listFromFiles(root, [a, b])).toBeUndefined()
+    expect(listFromFiles(root, [])).toEqual([])
   })
 })

@@ -104,6 +104,21 @@ export function stateFromFiles(root: string, name: string, id: string, frozen: (
   return {status: runsc.status, pid: sandboxPid, procs: gofer ? [sandbox, gofer] : [sandbox]}
 }
 
+/**
+ * What `list` would say of these containers, from the runtime's files: a container the root does
+ * not name is not listed. Undefined when any of them cannot be read so (ask the runtime then).
+ */
+export function listFromFiles(root: string, containers: ReadonlyArray<{id: string; name: string}>): ContainerRow[] | undefined {
+  const rows: ContainerRow[] = []
+  for (const c of containers) {
+    if (!hasRuntimeState(root, c.name)) continue
+    const st = stateFromFiles(root, c.name, c.id)
+    if (!st) return undefined
+    rows.push({id: c.name, status: st.status, pid: st.pid})
+  }
+  return rows
+}
+
 function readJson(path: string): unknown {
   try {
     const text = readFileSync(path, 'utf8')

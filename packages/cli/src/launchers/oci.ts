@@ -29,7 +29,7 @@ import {applyEgress, stopEgress} from './egress.js'
 import {guestResolver} from './egress-policy.js'
 import {channelHostDir, channelSocketPath} from './guest-channel.js'
 import {ociExec} from './oci-exec.js'
-import {containerState, endContainer, hasRuntimeState, listContainers, stateFromFiles} from './oci-state.js'
+import {containerState, endContainer, hasRuntimeState, listContainers, listFromFiles, stateFromFiles} from './oci-state.js'
 import {buildOciSpec, type OciFlavour} from './oci-spec.js'
 import {probeVersion} from './version-probe.js'
 
@@ -287,8 +287,10 @@ export class OciLauncher implements Launcher {
     const out = new Map<string, RuntimeState>()
     if (!vms.length) return out
     const root = this.root(ctx.paths)
-    const {rows, res} = await listContainers((args) => this.rt(root, args))
-    if (!rows && existsSync(root)) {
+    // From the runtime's own files (oci-state.ts); one `list` for all only when some cannot be read so.
+    const fromFiles = listFromFiles(root, vms.map((vm) => ({id: vm.id, name: containerName(vm.id)})))
+    const {rows, res} = fromFiles ? {rows: fromFiles, res: undefined} : await listContainers((args) => this.rt(root, args))
+    if (!rows && res && existsSync(root)) {
       // An unanswered list is not "nothing runs": the caller must keep the rows as they are.
       throw unavailable(`cannot ask ${this.runtime.bin} which VMs run: ${lastLines(res.all, 1) || `exit ${res.exitCode}`}`, this.runtime.fix)
     }
