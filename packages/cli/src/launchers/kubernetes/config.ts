@@ -209,8 +209,6 @@ export interface VmPlacement {
   namespace: string
   runtimeClass?: string | null
   imagePullPolicy?: PullPolicy
-  /** The exec subprotocol the API server chose last time (exec.ts), so no exec asks again. */
-  protocol?: string
 }
 
 const placementFile = (paths: StatePaths, id: string) => join(paths.vmDir(id), 'kubernetes.json')
@@ -252,7 +250,6 @@ export function loadPlacement(paths: StatePaths, id: string): VmPlacement | unde
       context: typeof p.context === 'string' ? p.context : undefined,
       runtimeClass: p.runtimeClass === null || (typeof p.runtimeClass === 'string' && DNS_SUBDOMAIN.test(p.runtimeClass)) ? p.runtimeClass : undefined,
       imagePullPolicy: (PULL_POLICIES as readonly unknown[]).includes(p.imagePullPolicy) ? p.imagePullPolicy : undefined,
-      protocol: typeof p.protocol === 'string' && /^(v\d\.)?channel\.k8s\.io$/.test(p.protocol) ? p.protocol : undefined,
     }
   } catch {
     return undefined

@@ -17,7 +17,7 @@ import {CappedOutput} from '../../system/index.js'
 import type {
   Availability, ExecRequest, ExecResult, GuestMount, HostCheck, HostProbe, LaunchContext, Launcher, LauncherCapabilities, LauncherRefs, RuntimeState, SnapshotResult, VmUsage,
 } from '../launcher.js'
-import {fileSettings, kubeconfigPath, loadPlacement, resolveSettings, savePlacement, usedMarker} from './config.js'
+import {fileSettings, kubeconfigPath, resolveSettings, usedMarker} from './config.js'
 import {framedStdinArgv, guestArgv, killArgv} from './guest-command.js'
 import {podName} from './pod-spec.js'
 
@@ -121,11 +121,9 @@ export class KubernetesLauncher implements Launcher {
     const stdin = req.stdin === 'inherit' ? process.stdin : req.stdin
     // A stream's end must reach the command. v5 says it with a close frame; on v4 stdin is framed.
     // Which one the server speaks is known after one exec: a harmless one asks when need be.
-    // Which one the server speaks is learnt once per VM (kept with its placement); a harmless exec asks.
-    const placed = loadPlacement(ctx.paths, vm.id)
-    c.protocol ??= placed?.protocol
+    // Which one the server speaks is asked afresh by each agent process (a harmless exec), never
+    // remembered across them: a server that drops v5 later would leave a command waiting for an end.
     if (stdin && !c.protocol) await podExec(c, pod, ['/bin/sh', '-c', ':'], {onStdout: () => undefined, onStderr: () => undefined})
-    if (placed && c.protocol && placed.protocol !== c.protocol) savePlacement(ctx.paths, vm.id, {...placed, protocol: c.protocol})
     const framed = Boolean(stdin) && c.protocol !== 'v5.channel.k8s.io'
     if (framed) argv = framedStdinArgv(argv)
     const max = req.maxCaptureBytes ?? DEFAULT_MAX_CAPTURE
@@ -168,9 +166,7 @@ export class KubernetesLauncher implements Launcher {
     } else if (exitCode === null) {
       // The command may still be waiting for its stdin's end: it must not be left running.
       await podExec(c, pod, killArgv(tag), {onStdout: () => undefined, onStderr: () => undefined}).catch((e) => logger().warn(`${vm.id}: killing the command: ${errorMessage(e)}`))
-      const now = loadPlacement(ctx.paths, vm.id)
-      if (now && c.protocol && now.protocol !== c.protocol) savePlacement(ctx.paths, vm.id, {...now, protocol: c.protocol})
-      throw unavailable(`the exec in pod ${pod} ended without an exit status (${lost}, protocol ${protocol}); the command was killed`, /v4/.test(String(lost)) ? 'run it again: agent now knows the server speaks v4 and frames stdin for it' : undefined)
+      throw unavailable(`the exec in pod ${pod} ended without an exit status (${lost}, protocol ${protocol}); the command was killed`, /v4/.test(String(lost)) ? 'the API server changed its exec protocols while agent ran; run it again' : undefined)
     } else if (req.timeoutSec > 0) {
       // 124: the guest's timeout (agent-init or coreutils) ended it; 137: coreutils had to KILL after TERM.
       timedOut = exitCode === 124 || (exitCode === 137 && Date.now() - started >= req.timeoutSec * 1000)
