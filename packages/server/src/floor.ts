@@ -2,7 +2,8 @@
  * The one place the server reaches into agent's service floor (packages/cli). Routes use these
  * services; none of them talks to a launcher, the database schema or a host program directly.
  */
-export {createVm, listVms, execVm, stopVm, startVm, cleanVm, resolveVm, type ExecOptions, type CreateOptions} from '@agent/cli/dist/services/vm-service.js'
+export {createVm, listVms, stopVm, startVm, cleanVm, resolveVm, type CreateOptions} from '@agent/cli/dist/services/vm-service.js'
+export {execVm, type ExecOptions} from '@agent/cli/dist/services/vm-exec.js'
 export type {ServiceContext} from '@agent/cli/dist/services/context.js'
 export type {VmRecord} from '@agent/cli/dist/state/vm-record.js'
 export type {ExecResult} from '@agent/cli/dist/launchers/launcher.js'

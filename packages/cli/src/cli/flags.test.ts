@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 import {AgentError} from '../errors.js'
-import {commandArgv} from '../services/vm-service.js'
+import {commandArgv} from '../services/vm-exec.js'
 import {commandAfterDashes} from './flags.js'
 
 const arg = (input: string) => ({type: 'arg', input})

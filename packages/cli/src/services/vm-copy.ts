@@ -32,7 +32,8 @@ import {launcher as launcherByName} from '../launchers/select.js'
 import type {VmRecord} from '../state/vm-record.js'
 import {checkVmRef} from '../util/validate.js'
 import {launchContext, type ServiceContext} from './context.js'
-import {execVm, resolveVm} from './vm-service.js'
+import {execVm} from './vm-exec.js'
+import {resolveVm} from './vm-service.js'
 import {checkHostSource, hostKind, hostUnpacker} from './vm-copy-host.js'
 
 /** Default limits of one copy; `--max-size` changes the first. */
