@@ -189,9 +189,17 @@ describe.each(LAUNCHERS)('exec channel on %s', (launcher) => {
       process.kill(planter.proc.pid!, 'SIGKILL')
       await planter.proc.catch(() => undefined)
     }
-    // And no other VM's channel is reachable from inside: only its own socket exists.
+    // And no other VM's channel is reachable from inside: only its own socket exists. agent-init
+    // takes its name back within a second of the planter's end (its check is once a second), and a
+    // fast CLI can get here first: wait until the name has been a socket for 0.5 s (the planter
+    // replaced it every 20 ms), then look.
     const r = await a(['vm', 'exec', '--vm', id, '--cmd', `python3 -c "
-import os, stat
+import os, stat, time
+steady, deadline = 0, time.time() + 30
+while steady < 5 and time.time() < deadline:
+    try: steady = steady + 1 if stat.S_ISSOCK(os.lstat('/.agent-chan/init.sock').st_mode) else 0
+    except OSError: steady = 0
+    time.sleep(0.1)
 for d, subs, fs in os.walk('/'):
     subs[:] = [s for s in subs if os.path.join(d, s) not in ('/proc', '/sys', '/dev')]
     for f in fs:
