@@ -1,29 +1,8 @@
-import {accessSync, constants, mkdirSync, statSync, writeFileSync, unlinkSync, chmodSync} from 'node:fs'
-import {homedir} from 'node:os'
+import {mkdirSync, statSync, writeFileSync, unlinkSync, chmodSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 import {unavailable, errorMessage} from '../errors.js'
 
-/** Where state lives, in the order the README documents. */
-export function resolveStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.AGENT_STATE_DIR) return resolve(env.AGENT_STATE_DIR)
-  if (canWriteOrCreate('/var/lib/agent')) return '/var/lib/agent'
-  if (env.XDG_CONFIG_HOME) return join(resolve(env.XDG_CONFIG_HOME), 'agent')
-  return join(homedir(), '.agent')
-}
-
-function canWriteOrCreate(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK)
-    return true
-  } catch {
-    try {
-      accessSync(join(dir, '..'), constants.W_OK)
-      return true
-    } catch {
-      return false
-    }
-  }
-}
+export {resolveStateDir} from '../fast/state-root.js'
 
 /** The layout of a state dir. Every path agent touches is derived here. */
 export class StatePaths {

@@ -1,11 +1,7 @@
 import {describe, expect, it} from 'vitest'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {resolveStateDir} from '../config/state-dir.js'
 import {VM_STATUSES} from '../state/vm-record.js'
 import {ROUTE_VM_STATUSES, routableRequest, routeEnv} from './route-request.js'
-import {routeHello, routeStateDir} from './serve-route.js'
+import {routeHello} from './serve-route.js'
 
 describe('route: which command lines it takes', () => {
   it('parses the plain single-VM exec/run and list forms', () => {
@@ -65,16 +61,6 @@ describe('route: which command lines it takes', () => {
 })
 
 describe('route: the client\'s hello', () => {
-  it('resolves the state dir exactly as the CLI does', () => {
-    const d = mkdtempSync(join(tmpdir(), 'agent-route-'))
-    try {
-      const envs: NodeJS.ProcessEnv[] = [{AGENT_STATE_DIR: d}, {AGENT_STATE_DIR: 'relative/dir'}, {AGENT_STATE_DIR: `${d}/../x`}, {XDG_CONFIG_HOME: d}, {}, {HOME: d}]
-      for (const env of envs) expect(routeStateDir(env), JSON.stringify(env)).toBe(resolveStateDir(env))
-    } finally {
-      rmSync(d, {recursive: true, force: true})
-    }
-  })
-
   it('is off with AGENT_SERVE_ROUTE=off, another log level, a log file or a JSON content type; stdin only when it would be read', () => {
     const argv = ['vm', 'exec', '--vm', 'py', '--', 'cat']
     expect(routeHello(argv, {AGENT_STATE_DIR: '/s'}, false)).toMatchObject({proto: 1, root: '/s', argv, stdin: true})
@@ -93,7 +79,7 @@ describe('route: the fast path stays small', () => {
     const {readdirSync, readFileSync} = await import('node:fs')
     const here = new URL('.', import.meta.url)
     const files = readdirSync(here).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
-    expect(files.sort()).toEqual(['frames.ts', 'route-request.ts', 'serve-route.ts'])
+    expect(files.sort()).toEqual(['frames.ts', 'route-request.ts', 'serve-route.ts', 'state-root.ts'])
     for (const f of files) {
       const specs = [...readFileSync(new URL(f, here), 'utf8').matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm)].map((m) => m[1] ?? m[2])
       if (f === 'serve-route.ts') expect(specs.length, 'the pattern finds imports').toBeGreaterThan(5)

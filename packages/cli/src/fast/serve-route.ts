@@ -6,33 +6,16 @@
  * version, state dir or AGENT_* environment, or a command line the route does not take.
  * Only node: builtins: this runs before anything else is loaded.
  */
-import {accessSync, constants, readFileSync, statSync} from 'node:fs'
+import {readFileSync, statSync} from 'node:fs'
 import {connect, type Socket} from 'node:net'
-import {homedir} from 'node:os'
-import {join, resolve} from 'node:path'
+import {join} from 'node:path'
 import {isatty} from 'node:tty'
 import {ackedBytes, dataFrames, encodeFrame, exitCodeOf, FROM_SERVER, FrameReader, GO, HELLO, MAX_DATA_FRAME, READY, ROUTE_PROTOCOL, SIGNAL, STDERR, STDIN, STDIN_ACK, STDIN_END, STDIN_WINDOW, STDOUT, EXIT, type Frame} from './frames.js'
 import {routableRequest, routeEnv, type RouteHello} from './route-request.js'
+import {resolveStateDir} from './state-root.js'
 
 /** How long a server may take to accept or refuse before the CLI goes its own way. */
 const HANDSHAKE_MS = 3000
-
-/** config/state-dir.ts resolveStateDir, with builtins only (a unit test keeps the two equal). */
-export function routeStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.AGENT_STATE_DIR) return resolve(env.AGENT_STATE_DIR)
-  if (writable('/var/lib/agent') || writable('/var/lib')) return '/var/lib/agent'
-  if (env.XDG_CONFIG_HOME) return join(resolve(env.XDG_CONFIG_HOME), 'agent')
-  return join(homedir(), '.agent')
-}
-
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK)
-    return true
-  } catch {
-    return false
-  }
-}
 
 function cliVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {version: string}).version
@@ -47,7 +30,7 @@ export function routeHello(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!req) return undefined
   // A single streamed exec reads stdin unless it is a terminal (vm exec without -i); --json never does.
   const stdin = req.kind === 'exec' && !req.json && !stdinIsTty
-  return {proto: ROUTE_PROTOCOL, version: cliVersion(), root: routeStateDir(env), argv: [...argv], env: routeEnv(env), stdin}
+  return {proto: ROUTE_PROTOCOL, version: cliVersion(), root: resolveStateDir(env), argv: [...argv], env: routeEnv(env), stdin}
 }
 
 /**
@@ -59,7 +42,7 @@ export async function tryServeRoute(argv: readonly string[]): Promise<number | u
   let path: string
   try {
     // The common case, no server: one stat, nothing else read.
-    path = join(routeStateDir(), 'serve.sock')
+    path = join(resolveStateDir(), 'serve.sock')
     if (process.env.AGENT_SERVE_ROUTE === 'off' || !statSync(path, {throwIfNoEntry: false})?.isSocket()) return undefined
     hello = routeHello(argv)
   } catch {
