@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {cleanVm, createVm, errorMessage, listVms, logger, parseLanguageRef, resolveVm, startVm, writeFileAtomic, type ServiceContext, type VmRecord} from './floor.js'
 import {DEFAULT_HOME, runInGuest, scriptCommand} from './guest.js'
 import {HttpError} from './http-errors.js'
+import {Lifetimes} from './lifetimes.js'
 
 /** Reported to the SDK: at least 0.5.7, so it uses the newest file paths (octet-stream uploads). */
 export const ENVD_VERSION = '0.5.7'
@@ -92,7 +93,13 @@ export interface SandboxesOptions {
 }
 
 export class Sandboxes {
-  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly lifetimes = new Lifetimes((id) => {
+    logger().info(`${id}: lifetime over, killing the sandbox`)
+    this.onGone(id)
+    cleanVm(this.ctx, id)
+      .then(() => this.metas.delete(id))
+      .catch((err) => logger().warn(`${id}: kill at end of lifetime failed: ${errorMessage(err)}`))
+  })
   private readonly metas = new Map<string, SandboxMeta>()
   /** Unassigned, booted pool VMs per language. */
   private readonly pool = new Map<string, VmRecord[]>()
@@ -231,7 +238,7 @@ export class Sandboxes {
 
   async kill(id: string): Promise<void> {
     await this.get(id)
-    this.disarm(id)
+    this.lifetimes.disarm(id)
     this.onGone(id)
     await cleanVm(this.ctx, id)
     this.metas.delete(id)
@@ -255,27 +262,10 @@ export class Sandboxes {
   }
 
   private arm(id: string, endAt: number | null): void {
-    this.disarm(id)
-    if (endAt === null || this.closed) return
-    const ms = Math.max(0, endAt - Date.now())
-    // setTimeout holds at most ~24.8 days; lifetimes are at most one day.
-    const t = setTimeout(() => {
-      this.timers.delete(id)
-      logger().info(`${id}: lifetime over, killing the sandbox`)
-      this.onGone(id)
-      cleanVm(this.ctx, id)
-        .then(() => this.metas.delete(id))
-        .catch((err) => logger().warn(`${id}: kill at end of lifetime failed: ${errorMessage(err)}`))
-    }, ms)
-    t.unref()
-    this.timers.set(id, t)
+    this.lifetimes.disarm(id)
+    if (endAt !== null && !this.closed) this.lifetimes.arm(id, endAt)
   }
 
-  private disarm(id: string): void {
-    const t = this.timers.get(id)
-    if (t) clearTimeout(t)
-    this.timers.delete(id)
-  }
 
   /**
    * At start: adopt the VMs an earlier server left (lifetimes re-armed, expired ones killed,
@@ -360,8 +350,7 @@ export class Sandboxes {
   /** Stops timers; cleans unclaimed pool VMs unless keepPool. Sandboxes themselves stay. */
   async close(): Promise<void> {
     this.closed = true
-    for (const t of this.timers.values()) clearTimeout(t)
-    this.timers.clear()
+    this.lifetimes.clear()
     if (this.opts.keepPool) return
     const all = [...this.pool.values()].flat()
     this.pool.clear()

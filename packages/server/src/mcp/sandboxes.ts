@@ -13,6 +13,7 @@ import {posix, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {cleanVm, createVm, errorMessage, execVm, listVms, logger, resolveVm, writeFileAtomic, AgentError, type ExecResult, type ServiceContext, type VmRecord} from '../floor.js'
 import {GuestFs} from '../guest-fs.js'
+import {Lifetimes} from '../lifetimes.js'
 import {scriptCommand} from '../guest.js'
 import {OPTION_FLAGS, type McpOptions} from './options.js'
 
@@ -72,7 +73,10 @@ export function guestPathOf(p: string): string {
 }
 
 export class McpSandboxes {
-  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly lifetimes = new Lifetimes((id) => {
+    logger().info(`${id}: lifetime over, destroying the MCP sandbox`)
+    this.destroyOwn(id).catch((err) => logger().warn(`${id}: destroying at end of lifetime failed: ${errorMessage(err)}`))
+  })
   /** VMs this server holds: its sandboxes and run_code's VMs while they run. */
   private readonly held = new Set<string>()
   /** Creations and runs under way, awaited at close. */
@@ -219,7 +223,7 @@ export class McpSandboxes {
   }
 
   private async destroyOwn(id: string): Promise<void> {
-    this.disarm(id)
+    this.lifetimes.disarm(id)
     try {
       await cleanVm(this.ctx, id)
     } finally {
@@ -295,23 +299,10 @@ export class McpSandboxes {
   }
 
   private arm(id: string, endAt: number): void {
-    this.disarm(id)
-    if (this.closed) return
-    // A lifetime is at most a day; setTimeout holds ~24.8 days.
-    const t = setTimeout(() => {
-      this.timers.delete(id)
-      logger().info(`${id}: lifetime over, destroying the MCP sandbox`)
-      this.destroyOwn(id).catch((err) => logger().warn(`${id}: destroying at end of lifetime failed: ${errorMessage(err)}`))
-    }, Math.max(0, endAt - Date.now()))
-    t.unref()
-    this.timers.set(id, t)
+    this.lifetimes.disarm(id)
+    if (!this.closed) this.lifetimes.arm(id, endAt)
   }
 
-  private disarm(id: string): void {
-    const t = this.timers.get(id)
-    if (t) clearTimeout(t)
-    this.timers.delete(id)
-  }
 
   /**
    * At start: MCP VMs whose server died (kill -9, a crash) are cleaned when they were not kept
@@ -346,8 +337,7 @@ export class McpSandboxes {
    */
   close(handOff?: (ids: string[]) => void): Promise<void> {
     return (this.closed ??= (async () => {
-      for (const t of this.timers.values()) clearTimeout(t)
-      this.timers.clear()
+      this.lifetimes.clear()
       this.closing.abort(new AgentError('interrupted', 'the MCP server is shutting down'))
       await Promise.allSettled([...this.pending])
       // All at once: MCP clients give a server a few seconds after closing its stdin.
