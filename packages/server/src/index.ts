@@ -8,7 +8,7 @@ import {isIP} from 'node:net'
 import {join} from 'node:path'
 import type {FastifyInstance} from 'fastify'
 import {buildApp, DEFAULT_APP_LIMITS, type AppLimits} from './app.js'
-import {AgentError, errorMessage, logger, type ServiceContext} from './floor.js'
+import {AgentError, configSection, errorMessage, logger, type ServiceContext} from './floor.js'
 import {Runtimes} from './runtime.js'
 import {Sandboxes} from './sandboxes.js'
 import {openServeRoute, type ServeRoute} from './serve-route.js'
@@ -67,17 +67,8 @@ export function parsePool(specs: readonly string[]): Record<string, number> {
 }
 
 function configPool(root: string): Record<string, number> {
-  const p = join(root, 'config.json')
-  if (!existsSync(p)) return {}
-  let cfg: {pool?: unknown}
-  try {
-    cfg = JSON.parse(readFileSync(p, 'utf8'))
-  } catch (err) {
-    throw new AgentError('usage', `${p} is not valid JSON: ${errorMessage(err)}`)
-  }
-  if (cfg.pool === undefined) return {}
-  if (typeof cfg.pool !== 'object' || cfg.pool === null || Array.isArray(cfg.pool)) throw new AgentError('usage', `"pool" in ${p} must be an object such as {"python": 2}`)
-  return parsePool(Object.entries(cfg.pool).map(([k, v]) => `${k}=${String(v)}`))
+  const pool = configSection(root, 'pool', 'an object such as {"python": 2}')
+  return parsePool(Object.entries(pool).map(([k, v]) => `${k}=${String(v)}`))
 }
 
 /** The API key: AGENT_API_KEY, else the one in <state>/api-key (made once, mode 0600). */

@@ -1,7 +1,7 @@
-import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {findVersion, isValidImageRef, type Runtime, type RuntimeVersion} from '@agent/runtime-kit'
 import {AgentError, errorMessage, usageError} from '../errors.js'
+import {configSection} from '../config/state-config.js'
 import type {Buildah} from './buildah.js'
 
 export interface ImageChoice {
@@ -49,18 +49,7 @@ export function checkImageRef(ref: string, what = 'image reference'): string {
 
 /** `<stateRoot>/config.json`'s `images` map, or {} when there is none. A broken file is a usage error, not a silent fallback. */
 export function configuredImages(stateRoot: string): Record<string, string> {
-  const file = join(stateRoot, 'config.json')
-  if (!existsSync(file)) return {}
-  let doc: unknown
-  try {
-    doc = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (err) {
-    throw usageError(`cannot read ${file}: ${errorMessage(err)}`, 'fix or remove the file')
-  }
-  const images = (doc as {images?: unknown} | null)?.images
-  if (images === undefined) return {}
-  if (!images || typeof images !== 'object' || Array.isArray(images)) throw usageError(`${file}: "images" must map languages to image references`)
-  return images as Record<string, string>
+  return configSection(stateRoot, 'images', 'an object mapping languages to image references') as Record<string, string>
 }
 
 /**

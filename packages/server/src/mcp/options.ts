@@ -3,9 +3,8 @@
  * `agent mcp` takes them as flags; `agent serve` (MCP at /mcp) reads the "mcp" object of
  * <state>/config.json; flags win over the file, the file over the defaults.
  */
-import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {AgentError, errorMessage} from '../floor.js'
+import {AgentError, configSection} from '../floor.js'
 
 export interface McpOptions {
   /** Tool calls may ask for network allow_all; without this every sandbox has network none. */
@@ -96,17 +95,8 @@ export function checkMcpOptions(o: McpOptions): McpOptions {
 /** The "mcp" object of <state>/config.json, as option overrides (keys as in McpOptions). */
 export function configMcpOptions(root: string): Partial<McpOptions> {
   const p = join(root, 'config.json')
-  if (!existsSync(p)) return {}
-  let cfg: {mcp?: unknown}
-  try {
-    cfg = JSON.parse(readFileSync(p, 'utf8'))
-  } catch (err) {
-    throw new AgentError('usage', `${p} is not valid JSON: ${errorMessage(err)}`)
-  }
-  if (cfg.mcp === undefined) return {}
-  if (typeof cfg.mcp !== 'object' || cfg.mcp === null || Array.isArray(cfg.mcp)) throw new AgentError('usage', `"mcp" in ${p} must be an object such as {"allowNetwork": true, "ttlSec": 600}`)
   const out: Partial<McpOptions> = {}
-  for (const [k, v] of Object.entries(cfg.mcp)) {
+  for (const [k, v] of Object.entries(configSection(root, 'mcp', 'an object such as {"allowNetwork": true, "ttlSec": 600}'))) {
     if (!(k in DEFAULT_MCP_OPTIONS)) throw new AgentError('usage', `unknown key "mcp.${k}" in ${p}`, {hint: `known keys: ${Object.keys(DEFAULT_MCP_OPTIONS).join(', ')}`})
     ;(out as Record<string, unknown>)[k] = v
   }

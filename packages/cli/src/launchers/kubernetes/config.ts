@@ -10,6 +10,7 @@ import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync} from 'node:fs'
 import {hostname, homedir} from 'node:os'
 import {join, resolve} from 'node:path'
+import {configSection} from '../../config/state-config.js'
 import type {StatePaths} from '../../config/state-dir.js'
 import {errorMessage, usageError} from '../../errors.js'
 import {writeFileAtomic} from '../../util/files.js'
@@ -64,18 +65,7 @@ type Json = Record<string, unknown>
 
 /** The "kubernetes" object of <state>/config.json, or {}. A broken file is a usage error. */
 export function fileSettings(stateRoot: string): Json {
-  const file = join(stateRoot, 'config.json')
-  if (!existsSync(file)) return {}
-  let data: unknown
-  try {
-    data = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (err) {
-    throw usageError(`${file} is not valid JSON: ${errorMessage(err)}`)
-  }
-  const k = (data as Json | null)?.kubernetes
-  if (k === undefined) return {}
-  if (!k || typeof k !== 'object' || Array.isArray(k)) throw usageError(`"kubernetes" in ${file} must be an object`)
-  return k as Json
+  return configSection(stateRoot, 'kubernetes') as Json
 }
 
 function str(v: unknown, what: string): string | undefined {
