@@ -18,7 +18,7 @@ import {join} from 'node:path'
 import {AgentError, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import type {VmRecord} from '../state/vm-record.js'
-import {didNotStart, killProcess, lastLines, run, sleep, start} from '../system/index.js'
+import {didNotStart, killProcess, lastLines, pidFromFile, run, sleep, start} from '../system/index.js'
 import {buildRuleset, NFT_TABLE, SLIRP_DNS, splitAllow} from './egress-policy.js'
 
 export const NFT_FIX = 'apt-get install nftables (agent filters VM egress with it; bash scripts/setup.sh installs it)'
@@ -53,20 +53,8 @@ export async function applyEgress(vmDir: string, netns: string, vm: Pick<VmRecor
 
 /** The dnsmasq of this VM when it still runs (its command line names this VM's pid file). */
 export function dnsPid(vmDir: string): number | undefined {
-  let pid: number
-  try {
-    pid = Number(readFileSync(dnsPidFile(vmDir), 'utf8').trim())
-  } catch {
-    return undefined
-  }
-  if (!Number.isInteger(pid) || pid <= 1) return undefined
-  try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-    if (cmd[0]?.endsWith('dnsmasq') && cmd.includes(`--pid-file=${dnsPidFile(vmDir)}`)) return pid
-  } catch {
-    // gone
-  }
-  return undefined
+  const file = dnsPidFile(vmDir)
+  return pidFromFile(file, (cmd) => Boolean(cmd[0]?.endsWith('dnsmasq')) && cmd.includes(`--pid-file=${file}`))
 }
 
 async function ensureDns(vmDir: string, netns: string, domains: readonly string[], upstream: string): Promise<void> {

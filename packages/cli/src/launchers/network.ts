@@ -11,11 +11,11 @@
  * `ip netns add` is not used: on this host it left /run/netns/<name> as a plain file (setns:
  * EINVAL), and a file under the VM dir keeps every resource derivable from the VM dir anyway.
  */
-import {existsSync, openSync, closeSync, readFileSync, writeFileSync, lstatSync, unlinkSync} from 'node:fs'
+import {existsSync, openSync, closeSync, writeFileSync, lstatSync, unlinkSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentError, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
-import {didNotStart, killProcess, lastLinesOfFile, start, tryRun} from '../system/index.js'
+import {didNotStart, killProcess, lastLinesOfFile, pidFromFile, start, tryRun} from '../system/index.js'
 import {isMounted, sh, unlinkQuiet} from './disk.js'
 
 export function netnsPath(vmDir: string): string {
@@ -37,21 +37,8 @@ export async function ensureNetns(vmDir: string): Promise<string> {
 
 /** The pid in slirp.pid when it is still our slirp4netns for this namespace. */
 export function slirpPid(vmDir: string): number | undefined {
-  let pid: number
-  try {
-    pid = Number(readFileSync(slirpPidFile(vmDir), 'utf8').trim())
-  } catch {
-    return undefined
-  }
-  if (!Number.isInteger(pid) || pid <= 1) return undefined
-  try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-    // A recycled pid must not get killed: it has to be slirp4netns on our namespace path.
-    if (cmd[0]?.endsWith('slirp4netns') && cmd.includes(netnsPath(vmDir))) return pid
-  } catch {
-    // gone
-  }
-  return undefined
+  // A recycled pid must not get killed: it has to be slirp4netns on our namespace path.
+  return pidFromFile(slirpPidFile(vmDir), (cmd) => Boolean(cmd[0]?.endsWith('slirp4netns')) && cmd.includes(netnsPath(vmDir)))
 }
 
 /** Starts slirp4netns for the namespace unless it already runs; waits until tap0 is configured. */

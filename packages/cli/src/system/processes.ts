@@ -15,6 +15,26 @@ export function alive(pid: number | null | undefined): boolean {
   }
 }
 
+/**
+ * The pid in a helper's pid file while that pid is still the helper: `isOurs` checks its argv
+ * (/proc/<pid>/cmdline), so a recycled pid is never taken for it and never signalled.
+ */
+export function pidFromFile(file: string, isOurs: (argv: readonly string[]) => boolean): number | undefined {
+  let pid: number
+  try {
+    pid = Number(readFileSync(file, 'utf8').trim())
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return undefined
+  try {
+    if (isOurs(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'))) return pid
+  } catch {
+    // gone
+  }
+  return undefined
+}
+
 /** Signals a process, or the whole group it leads; a process already gone is not an error. */
 export function signalProcess(pid: number, sig: NodeJS.Signals, group = false): void {
   try {
