@@ -130,10 +130,12 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
     // A reader that went away (`agent vm exec ... | head -1`): its output is dropped and the command
     // runs on, as oclif's EPIPE handler makes the normal path do.
     const gone = new Set<NodeJS.WriteStream>()
+    const waiting = new Set<NodeJS.WriteStream>()
     for (const out of [process.stdout, process.stderr]) {
       out.on('error', () => {
         gone.add(out)
-        socket.resume()
+        waiting.delete(out)
+        if (waiting.size === 0) socket.resume()
       })
     }
     const handle = (f: Frame) => {
@@ -141,9 +143,14 @@ function relay(socket: Socket, reader: FrameReader, early: Frame[], streamStdin:
         const out = f.type === STDOUT ? process.stdout : process.stderr
         if (gone.has(out)) return
         // A slow reader of our output slows the server's sending, not our memory.
-        if (!out.write(f.payload)) {
+        // One 'drain' listener per stream (frames of one chunk keep coming after the pause).
+        if (!out.write(f.payload) && !waiting.has(out)) {
+          waiting.add(out)
           socket.pause()
-          out.once('drain', () => socket.resume())
+          out.once('drain', () => {
+            waiting.delete(out)
+            if (waiting.size === 0) socket.resume()
+          })
         }
       } else if (f.type === STDIN_ACK) {
         inflight -= ackedBytes(f)

@@ -150,6 +150,33 @@ describe('exec channel: agent-init as a plain process', () => {
     expect(r.stdout.trim()).toBe(String(big.length))
   })
 
+  it('stdin past many drains (a slow reader): every byte arrives and no listener piles up', async () => {
+    const warnings: string[] = []
+    const onWarning = (w: Error) => void warnings.push(w.name)
+    process.on('warning', onWarning)
+    try {
+      const ch = await openChannel(SOCK)
+      let out = ''
+      const p = ch.exec({argv: ['/bin/sh', '-c', 'sleep 0.3; wc -c'], timeoutMs: 20_000, stdin: true}, {onStdout: (b) => (out += b)})
+      const chunk = Buffer.alloc(64 * 1024, 0x61)
+      let drains = 0
+      for (let i = 0; i < 64; i++) {
+        if (!p.write(chunk)) {
+          drains++
+          await p.drain()
+        }
+      }
+      p.closeStdin()
+      expect(await p.done).toMatchObject({reason: 'exit', code: 0})
+      expect(out.trim()).toBe(String(64 * chunk.length))
+      expect(drains, 'the guest pushed back').toBeGreaterThan(10)
+      await sleep(50) // warnings are emitted on the next tick
+      expect(warnings).not.toContain('MaxListenersExceededWarning')
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('delivers signals; the exit report says signal', async () => {
     const ch = await openChannel(SOCK)
     let out = ''

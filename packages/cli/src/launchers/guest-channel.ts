@@ -370,7 +370,7 @@ export class GuestChannel {
         for (let i = 0; i < b.length; i += 32 * 1024) ok = send(T.STDIN, b.subarray(i, i + 32 * 1024)) && ok
         return ok
       },
-      drain: () => new Promise<void>((r) => (this.sock.writableNeedDrain && !this.sock.destroyed ? this.sock.once('drain', () => r()).once('close', () => r()) : r())),
+      drain: () => this.drained(),
       closeStdin: () => void send(T.STDIN_CLOSE),
       signal: (sig: number) => void send(T.SIGNAL, Buffer.from([sig & 0xff])),
       resize: (rows: number, cols: number) => {
@@ -387,5 +387,20 @@ export class GuestChannel {
 
   close(): void {
     this.fail(new ChannelError('closed', 'closed by the host'))
+  }
+
+  /** Resolves on 'drain' or 'close', and takes back the other listener: a long stdin waits for
+   *  drain many times, and leftover 'close' listeners would pile up on the one socket. */
+  private drained(): Promise<void> {
+    const sock = this.sock
+    if (!sock.writableNeedDrain || sock.destroyed) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        sock.off('drain', done)
+        sock.off('close', done)
+        resolve()
+      }
+      sock.once('drain', done).once('close', done)
+    })
   }
 }

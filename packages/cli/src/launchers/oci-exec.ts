@@ -74,11 +74,16 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   let p: ChannelProcess
   // Our stdout is full (a slow reader): stop reading the guest until it drains, so memory stays
   // bounded and agent-init in turn stops reading the command (it blocks on its pipe).
-  let paused = 0
+  // One 'drain' listener per stream: frames already read keep arriving after the pause, and a
+  // listener each would pile up on process.stdout.
+  const waiting = new Set<NodeJS.WriteStream>()
   const wait = (w: NodeJS.WriteStream) => {
-    if (paused++ === 0) p.pause()
+    if (waiting.has(w)) return
+    if (waiting.size === 0) p.pause()
+    waiting.add(w)
     w.once('drain', () => {
-      if (--paused === 0) p.resume()
+      waiting.delete(w)
+      if (waiting.size === 0) p.resume()
     })
   }
   try {
