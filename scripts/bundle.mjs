@@ -17,6 +17,8 @@ const VENDOR = {
   '@oclif/core': 'oclif-core',
   execa: 'execa',
 }
+/** Bundles whose module loads them on first call: our code imports only functions from them. */
+const LAZY = new Set(['execa'])
 
 export async function bundleCli(cliDir) {
   const dist = join(cliDir, 'dist')
@@ -45,10 +47,19 @@ export async function bundleCli(cliDir) {
       plugins: [runtimeImports],
       logLevel: 'error',
     })
-    const names = Object.keys(createRequire(import.meta.url)(join(out, `${base}.cjs`))).filter((k) => k !== 'default' && k !== '__esModule' && /^[A-Za-z_$][\w$]*$/.test(k))
+    const mod = createRequire(import.meta.url)(join(out, `${base}.cjs`))
+    const names = Object.keys(mod).filter((k) => k !== 'default' && k !== '__esModule' && /^[A-Za-z_$][\w$]*$/.test(k))
+    const head = `// ${name}, bundled by scripts/bundle.mjs.\nimport {createRequire} from 'node:module'\nimport {fileURLToPath} from 'node:url'\nconst {loadVendor} = createRequire(import.meta.url)('./load.cjs')\n`
+    const file = `fileURLToPath(new URL('./${base}.cjs', import.meta.url))`
     writeFileSync(
       join(out, `${base}.js`),
-      `// ${name}, bundled by scripts/bundle.mjs.\nimport {createRequire} from 'node:module'\nimport {fileURLToPath} from 'node:url'\nconst {loadVendor} = createRequire(import.meta.url)('./load.cjs')\nconst m = loadVendor(fileURLToPath(new URL('./${base}.cjs', import.meta.url)))\nexport const {${names.join(', ')}} = m\nexport default m\n`,
+      LAZY.has(name)
+        ? // Loaded on the first call: its functions only (not classes, nor $ with its properties).
+          `${head}// Loaded on first use: most commands start no program (an exec runs over the guest channel).\nlet m\nconst load = () => (m ??= loadVendor(${file}))\n${names
+            .filter((k) => /^[a-z]/.test(k) && typeof mod[k] === 'function')
+            .map((k) => `export const ${k} = (...args) => load().${k}(...args)\n`)
+            .join('')}`
+        : `${head}const m = loadVendor(${file})\nexport const {${names.join(', ')}} = m\nexport default m\n`,
     )
   }
   copyFileSync(join(dirname(fileURLToPath(import.meta.url)), 'vendor-load.cjs'), join(out, 'load.cjs'))

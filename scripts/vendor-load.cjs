@@ -5,11 +5,9 @@
 // only the length) and by this node (V8 rejects it otherwise: then this is a plain compile).
 // With --enable-source-maps, plain require(), so that stack traces map through the .map file.
 'use strict'
-const {createHash} = require('node:crypto')
 const {readFileSync, writeFileSync} = require('node:fs')
 const Module = require('node:module')
 const {dirname} = require('node:path')
-const vm = require('node:vm')
 
 // The bundles' import(<expression>) (scripts/bundle.mjs): a function of this normally loaded module.
 globalThis.__agentVendorImport ??= (specifier) => import(specifier)
@@ -19,6 +17,9 @@ const sourceMaps = process.execArgv.includes('--enable-source-maps') || /--enabl
 /** module.exports of `file`; `warm` (build only) returns a function that writes the cache after use. */
 function loadVendor(file, {warm = false} = {}) {
   if (sourceMaps && !warm) return require(file)
+  // Required here, not above: this file is loaded by bundles' wrappers that may never load theirs.
+  const {createHash} = require('node:crypto')
+  const vm = require('node:vm')
   const src = readFileSync(file, 'utf8')
   const hash = createHash('sha256').update(src).digest()
   let cachedData
