@@ -1,4 +1,3 @@
-import {Errors} from '@oclif/core'
 import {AgentError, ExitCode, GuestExit, errorMessage} from '../errors.js'
 
 /** What a failed command prints and exits with (the commands, and agent serve's route, alike). */
@@ -24,8 +23,11 @@ export function errorOutput(err: Error & {exitCode?: number}, o: {json: boolean;
 
 function describe(err: Error & {exitCode?: number; oclif?: {exit?: number}}, debug: boolean): {code: number; message: string; hint?: string; kind: string} {
   if (err instanceof AgentError) return {code: err.exitCode, message: err.message, hint: err.hint, kind: err.kind}
-  // oclif's own parse errors (bad flag values, missing required flags) are usage errors.
-  if (err instanceof Errors.CLIError || (err as {parse?: unknown}).parse || /^Parsing --/.test(err.message)) {
+  // oclif's own parse errors (bad flag values, missing required flags) are usage errors. Its
+  // CLIError is known by the `oclif` object every instance carries, so that this renderer does not
+  // load oclif (the fast path, cli/local-command.ts, runs without it).
+  const oclifError = typeof err.oclif === 'object' && err.oclif !== null
+  if (oclifError || (err as {parse?: unknown}).parse || /^Parsing --/.test(err.message)) {
     return {code: ExitCode.Usage, message: firstLine(err.message), hint: 'see --help for the flags this command takes', kind: 'usage'}
   }
   return {
