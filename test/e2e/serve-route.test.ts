@@ -26,15 +26,22 @@ const served = (s: ServeChild = server) => (s.output().match(/serve route: vm \w
 /** durationMs is the only field that may differ between two runs of the same command. */
 const stable = (r: AgentResult) => ({code: r.code, stdout: r.stdout.replace(/"durationMs": \d+/g, '"durationMs": N'), stderr: r.stderr})
 
-/** Runs args through the server and without it; asserts the first was routed and the second not. */
+/** Without the server: the CLI's fast path (no oclif, src/cli/local-command.ts), and oclif's. */
+const PLAIN_WAYS = [{AGENT_SERVE_ROUTE: 'off'}, {AGENT_SERVE_ROUTE: 'off', AGENT_FAST_PATH: 'off'}]
+
+/**
+ * Runs args through the server, then without it both ways (PLAIN_WAYS); asserts only the first
+ * was routed, and that all three print the same bytes and exit the same.
+ */
 async function both(args: string[], opts: RunOptions = {}): Promise<{routed: AgentResult; plain: AgentResult}> {
   const n = served()
   const routed = await a(args, opts)
   expect(served(), `routed: ${args.join(' ')}\n${routed.stderr}`).toBe(n + 1)
-  const plain = await a(args, {...opts, env: {...opts.env, AGENT_SERVE_ROUTE: 'off'}})
+  const [plain, oclif] = [await a(args, {...opts, env: {...opts.env, ...PLAIN_WAYS[0]}}), await a(args, {...opts, env: {...opts.env, ...PLAIN_WAYS[1]}})]
   expect(served(), 'AGENT_SERVE_ROUTE=off is not routed').toBe(n + 1)
-  expect(stable(routed)).toEqual(stable(plain))
-  return {routed, plain}
+  expect(stable(routed)).toEqual(stable(plain!))
+  expect(stable(oclif!), 'AGENT_FAST_PATH=off').toEqual(stable(plain!))
+  return {routed, plain: plain!}
 }
 
 beforeAll(async () => {
@@ -84,13 +91,14 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
 
   it('a reader that goes away (| head -2): the command runs on to its timeout, as without a server', async () => {
     const results = []
-    for (const env of [{}, {AGENT_SERVE_ROUTE: 'off'}]) {
+    for (const env of [{}, ...PLAIN_WAYS]) {
       const n = served()
       const r = await execa('bash', ['-c', `"${process.execPath}" "${AGENT_BIN}" vm exec --vm ${vms[l]} --timeout 2 -- sh -c yes | head -2; echo "agent exit \${PIPESTATUS[0]}" >&2`], {env: {...st.env, NO_COLOR: '1', ...env}, reject: false})
       expect(served()).toBe('AGENT_SERVE_ROUTE' in env ? n : n + 1)
       results.push({stdout: r.stdout, stderr: r.stderr})
     }
     expect(results[0]).toEqual(results[1])
+    expect(results[2], 'AGENT_FAST_PATH=off').toEqual(results[1])
     expect(results[0]!.stdout).toBe('y\ny')
     expect(results[0]!.stderr).toMatch(/timed out after 2s and was killed \(exit 124\)\nagent exit 124$/)
   })
@@ -104,24 +112,42 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
   })
 })
 
+/** The files `agent <args>` loaded (an ESM loader hook), and how it ended. */
+async function traced(args: string[], env: Record<string, string> = {}): Promise<{files: string[]; code: number | undefined; stdout: string; stderr: string}> {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-route-trace-'))
+  try {
+    const out = join(dir, 'loaded.txt')
+    const hook = `import {appendFileSync} from 'node:fs'\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(out)}, url + '\\n'); return next(url, context) }`
+    writeFileSync(join(dir, 'trace.mjs'), `import {register} from 'node:module'\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}))\n`)
+    writeFileSync(out, '')
+    const r = await execa(process.execPath, ['--import', join(dir, 'trace.mjs'), AGENT_BIN, ...args], {env: {...st.env, NO_COLOR: '1', ...env}, reject: false, stdin: 'ignore'})
+    return {files: readFileSync(out, 'utf8').split('\n').filter((u) => u.startsWith('file:')), code: r.exitCode, stdout: r.stdout, stderr: r.stderr}
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
 describe('what a routed command loads', () => {
   it('nothing but bin/run.js, src/fast and node builtins: no oclif, no database, no launcher code', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'agent-route-trace-'))
-    try {
-      const out = join(dir, 'loaded.txt')
-      const hook = `import {appendFileSync} from 'node:fs'\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(out)}, url + '\\n'); return next(url, context) }`
-      writeFileSync(join(dir, 'trace.mjs'), `import {register} from 'node:module'\nregister('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}))\n`)
-      writeFileSync(out, '')
-      const n = served()
-      const r = await execa(process.execPath, ['--import', join(dir, 'trace.mjs'), AGENT_BIN, 'vm', 'exec', '--vm', vms.runc, '--cmd', 'echo traced'], {env: {...st.env, NO_COLOR: '1'}, reject: false, stdin: 'ignore'})
-      expect(r.exitCode, r.stderr).toBe(0)
-      expect(r.stdout).toBe('traced')
-      expect(served()).toBe(n + 1)
-      const files = readFileSync(out, 'utf8').split('\n').filter((u) => u.startsWith('file:'))
-      expect(files.some((u) => u.endsWith('/dist/fast/serve-route.js')), files.join('\n')).toBe(true)
-      expect(files.filter((u) => !/\/bin\/run\.js$|\/dist\/fast\/[a-z-]+\.js$/.test(u))).toEqual([])
-    } finally {
-      rmSync(dir, {recursive: true, force: true})
+    const n = served()
+    const {files, code, stdout, stderr} = await traced(['vm', 'exec', '--vm', vms.runc, '--cmd', 'echo traced'])
+    expect(code, stderr).toBe(0)
+    expect(stdout).toBe('traced')
+    expect(served()).toBe(n + 1)
+    expect(files.some((u) => u.endsWith('/dist/fast/serve-route.js')), files.join('\n')).toBe(true)
+    expect(files.filter((u) => !/\/bin\/run\.js$|\/dist\/fast\/[a-z-]+\.js$/.test(u))).toEqual([])
+  })
+
+  it('without a server, the fast path runs the command here without oclif; AGENT_FAST_PATH=off goes through it', async () => {
+    for (const l of ['gvisor', 'runc'] as const) {
+      const fast = await traced(['vm', 'exec', '--vm', vms[l], '--cmd', 'echo here'], {AGENT_SERVE_ROUTE: 'off'})
+      expect(fast, fast.stderr).toMatchObject({code: 0, stdout: 'here'})
+      expect(fast.files.some((u) => u.endsWith('/dist/cli/local-command.js'))).toBe(true)
+      expect(fast.files.some((u) => u.endsWith('/dist/launchers/guest-channel.js'))).toBe(true) // it did run the exec
+      expect(fast.files.filter((u) => /\/dist\/vendor\/oclif-core\.js$|\/dist\/commands\//.test(u))).toEqual([])
+      const oclif = await traced(['vm', 'exec', '--vm', vms[l], '--cmd', 'echo here'], {AGENT_SERVE_ROUTE: 'off', AGENT_FAST_PATH: 'off'})
+      expect(oclif).toMatchObject({code: 0, stdout: 'here'})
+      expect(oclif.files.some((u) => u.endsWith('/dist/commands/vm/exec.js'))).toBe(true)
     }
   })
 })
@@ -194,7 +220,7 @@ describe('signals through agent serve', () => {
 
   it('Ctrl-C stops the guest command as it does without a server (exit 130, same words)', async () => {
     const results = []
-    for (const env of [{}, {AGENT_SERVE_ROUTE: 'off'}]) {
+    for (const env of [{}, ...PLAIN_WAYS]) {
       const c = client(['vm', 'exec', '--vm', vms.runc, '--cmd', 'echo start; sleep 41.5; echo end'], env)
       expect(await waitUntil(() => c.out().includes('start'), 60_000)).toBe(true)
       c.p.kill('SIGINT')
@@ -203,13 +229,14 @@ describe('signals through agent serve', () => {
       expect(await waitUntil(async () => (await inGuest('sleep 41.5')) === 0, 30_000)).toBe(true)
     }
     expect(results[0]).toEqual(results[1])
+    expect(results[2], 'AGENT_FAST_PATH=off').toEqual(results[1])
     expect(results[0]).toMatchObject({code: 130, stdout: 'start\n'})
     expect(results[0]!.stderr).toMatch(/SIGINT: stopping in-flight work/)
   })
 
   it('a guest that does not read its 4 MB of stdin: Ctrl-C still stops it, as without a server', async () => {
     const results = []
-    for (const env of [{}, {AGENT_SERVE_ROUTE: 'off'}]) {
+    for (const env of [{}, ...PLAIN_WAYS]) {
       const n = served()
       const p = execa(process.execPath, [AGENT_BIN, 'vm', 'exec', '--vm', vms.gvisor, '--cmd', 'echo start; sleep 43.5'], {env: {...st.env, NO_COLOR: '1', ...env}, reject: false, input: Buffer.alloc(4 << 20, 120), stripFinalNewline: false})
       let out = ''
@@ -221,6 +248,7 @@ describe('signals through agent serve', () => {
       results.push({code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr)})
     }
     expect(results[0]).toEqual(results[1])
+    expect(results[2], 'AGENT_FAST_PATH=off').toEqual(results[1])
     expect(results[0]).toMatchObject({code: 130, stdout: 'start\n'})
   })
 

@@ -24,11 +24,16 @@ if (argv[0] === '--version' && !process.env.DEBUG && !userPlugins() && !wsl()) {
   exitFlushed(0)
 } else {
   // A running `agent serve` for this state dir runs vm exec/run/list for us (src/fast/serve-route.ts);
-  // undefined: no server, or not a command line it takes, and nothing was written.
+  // undefined: no server and no fast path, or not a command line they take, and nothing was written.
   let routed
   if (argv[0] === 'vm' && ['exec', 'run', 'list'].includes(argv[1]) && !process.env.DEBUG && !userPlugins()) {
     const {tryServeRoute} = await import('../dist/fast/serve-route.js')
     routed = await tryServeRoute(argv)
+    // No server: the same command lines run here without oclif (src/cli/local-command.ts).
+    if (routed === undefined) {
+      const {tryLocalCommand} = await import('../dist/cli/local-command.js')
+      routed = await tryLocalCommand(argv)
+    }
   }
   if (typeof routed === 'number') exitFlushed(routed)
   else {

@@ -1,6 +1,7 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
-import {AgentError, ExitCode, GuestExit} from './errors.js'
+import {GuestExit} from './errors.js'
 import {errorOutput} from './cli/error-output.js'
+import {stopOnSignals} from './cli/interrupt.js'
 import {LOG_LEVELS, closeLogger, configureLogger, logLevel, logger, type LogLevel} from './logging/logger.js'
 import {ensureStateDir, resolveStateDir, type StatePaths} from './config/state-dir.js'
 import type {VmRepository} from './state/vm-repository.js'
@@ -53,14 +54,7 @@ export abstract class AgentCommand<T extends typeof Command> extends Command {
     this.args = args as AgentArgs<T>
     configureLogger({level: this.flags['log-level'] as LogLevel, file: this.flags['log-file']})
     logger().debug(`agent ${this.id} ${JSON.stringify(this.argv)}`)
-    const onSignal = (sig: NodeJS.Signals) => {
-      if (this.abort.signal.aborted) process.exit(ExitCode.Interrupted)
-      logger().warn(`${sig}: stopping in-flight work (press Ctrl-C again to exit at once)`)
-      this.abort.abort(new AgentError('interrupted', `interrupted by ${sig}`))
-      setTimeout(() => process.exit(ExitCode.Interrupted), 30_000).unref()
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
+    stopOnSignals(this.abort)
   }
 
   /** Services' view of the world: state, database, plugins, and the abort signal. */

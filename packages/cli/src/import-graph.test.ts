@@ -57,7 +57,7 @@ afterAll(() => rmSync(dir, {recursive: true, force: true}))
 
 describe('import graph', () => {
   it('the tracer sees both ESM and CommonJS loads (else the checks below prove nothing)', () => {
-    const {files} = loaded(['vm', 'list', '--all'])
+    const {files} = loaded(['vm', 'list', '--all'], {AGENT_FAST_PATH: 'off'})
     expect(files.some((f) => f.endsWith('/node_modules/sqlite3/lib/sqlite3-binding.js'))).toBe(true) // CommonJS, required by CommonJS
     expect(files.some((f) => f.endsWith('/dist/commands/vm/list.js'))).toBe(true) // ESM
     expect(files.some((f) => f.endsWith('/dist/vendor/oclif-core.js'))).toBe(true) // oclif, bundled by npm run build
@@ -98,7 +98,7 @@ describe('import graph', () => {
   })
 
   it('a command loads oclif and execa as one bundled file each (scripts/bundle.mjs), not their hundreds of modules', () => {
-    const {files, status, stderr} = loaded(['vm', 'list', '--all'])
+    const {files, status, stderr} = loaded(['vm', 'list', '--all'], {AGENT_FAST_PATH: 'off'})
     expect(status, stderr).toBe(0)
     for (const name of ['@oclif/core', 'execa', 'semver', 'cross-spawn']) expect(pkg(files, name), name).toEqual([])
     expect(files.filter((f) => f.includes('/node_modules/')).length).toBeLessThan(10) // sqlite3's native loader
@@ -132,6 +132,46 @@ describe('import graph', () => {
     expect(pkg(files, 'listr2')).toEqual([])
     expect(files.filter((f) => f.includes('/winston/lib/winston/transports/file'))).toEqual([])
     expect(files.filter((f) => /\/dist\/(images\/resolve|images\/base-image|services\/fanout)\.js$/.test(f))).toEqual([])
+  })
+
+  it('vm list, and vm exec and vm run on one VM, run without oclif (src/cli/local-command.ts): the same bytes and exit code as through oclif', () => {
+    const cases = [
+      ['vm', 'list'],
+      ['vm', 'list', '--all'],
+      ['vm', 'list', '--status', 'stopped'],
+      ['vm', 'exec', '--vm', 'python-0000000a', '--cmd', 'true'], // stopped
+      ['vm', 'exec', '--vm', 'python-0000000a', '--hello'],
+      ['vm', 'run', '--vm', 'python-0000000b', '--', 'python3', '-V'],
+      ['vm', 'exec', '--vm', 'nope-00000000', '-e', 'A=1', '--', 'true'], // no such VM
+      ['vm', 'exec', '--vm', 'python-0000000a', '-e', 'not-an-assignment', '--cmd', 'true'], // a usage error
+    ]
+    for (const argv of cases) {
+      const fast = loaded(argv)
+      const oclif = loaded(argv, {AGENT_FAST_PATH: 'off'})
+      expect(fast.files.some((f) => f.endsWith('/dist/vendor/oclif-core.js')), `${argv.join(' ')}: fast path`).toBe(false)
+      expect(oclif.files.some((f) => f.endsWith('/dist/vendor/oclif-core.js')), `${argv.join(' ')}: oclif`).toBe(true)
+      expect({status: fast.status, stdout: fast.stdout, stderr: fast.stderr}, argv.join(' ')).toEqual({status: oclif.status, stdout: oclif.stdout, stderr: oclif.stderr})
+    }
+    // The list is really there, and the failures are the ones meant.
+    expect(loaded(['vm', 'list', '--all']).stdout).toMatch(/^python-0000000a\s/m)
+    expect(loaded(cases[3]!).status).not.toBe(0)
+    expect(loaded(cases[7]!).status).toBe(2)
+  })
+
+  it('what the fast path does not take goes through oclif: --json, log settings, -i, several VMs, bad flags', () => {
+    const cases: [string[], Record<string, string>][] = [
+      [['vm', 'list', '--json'], {}],
+      [['vm', 'list'], {AGENT_LOG_LEVEL: 'debug'}],
+      [['vm', 'list'], {AGENT_LOG_FILE: join(dir, 'log.json')}],
+      [['vm', 'exec', '-i', '--vm', 'python-0000000a', '--cmd', 'true'], {}],
+      [['vm', 'exec', '--vm', 'python-0000000a', '--vm', 'python-0000000b', '--cmd', 'true'], {}],
+      [['vm', 'exec', '--vm', 'python-0000000a', '--timeout', 'soon', '--cmd', 'true'], {}],
+      [['vm', 'list', '--help'], {}],
+    ]
+    for (const [argv, env] of cases) {
+      const r = loaded(argv, env)
+      expect(r.files.some((f) => f.endsWith('/dist/vendor/oclif-core.js')), argv.join(' ')).toBe(true)
+    }
   })
 
   it('only vm exec with several VMs loads listr2', () => {

@@ -1,7 +1,7 @@
 /**
  * The CLI's route through a running server: <state>/serve.sock (mode 0600, in the state dir that
  * is already the user's). A CLI client sends its command line; the server runs the commands' own
- * front-end code (runExecCommand, the list renderer, the error renderer) on its open database and
+ * front-end code (cli/routed-command.ts, the error renderer) on its open database and
  * streams stdout, stderr and the exit code back, so the output is the normal path's by
  * construction. The socket's bytes are untrusted: bounded frames, the command line parsed again
  * by the same narrow parser, and a client that differs in version, state dir or AGENT_*
@@ -15,13 +15,10 @@ import {
   errorMessage,
   errorOutput,
   frames as F,
-  jsonDocument,
-  listWithOrigin,
   logger,
-  renderVmList,
   routableRequest,
   routeEnv,
-  runExecCommand,
+  runRoutedCommand,
   withConsole,
   type RouteHello,
   type RoutedRequest,
@@ -166,7 +163,7 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
       const rctx: ServiceContext = {...ctx, signal: abort.signal}
       let code = 0
       try {
-        code = await withConsole(cons, () => command(rctx, r, stdin, send))
+        code = await withConsole(cons, () => runRoutedCommand(rctx, r, {stdout: (s) => send(F.STDOUT, s), stdio: {stdin, output: (stream, chunk) => send(stream === 'stdout' ? F.STDOUT : F.STDERR, chunk)}}))
       } catch (err) {
         const out = errorOutput(err as Error, {json: r.json, debug: false})
         send(F.STDOUT, out.stdout)
@@ -199,32 +196,4 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
         for (const s of sockets) s.destroy()
       }).finally(() => rmSync(o.path, {force: true}))),
   }
-}
-
-/** The command itself: what commands/vm/{exec,run,list}.ts do after parsing, output to the client. */
-async function command(ctx: ServiceContext, r: RoutedRequest, stdin: PassThrough | undefined, send: (t: typeof F.STDOUT | typeof F.STDERR, d: Buffer | string) => void): Promise<number> {
-  if (r.kind === 'list') {
-    const vms = await listWithOrigin(ctx, {status: r.status as never, all: r.all})
-    send(F.STDOUT, r.json ? jsonDocument(vms, ctx.config) : renderVmList(vms, r))
-    return 0
-  }
-  const docs = await runExecCommand(
-    ctx,
-    {
-      vm: [r.vm],
-      cmd: r.cmd,
-      argv: r.argv,
-      hello: r.hello,
-      env: r.env,
-      workdir: r.workdir,
-      // Both commands default to 30 s without -i/-t (which are not routed).
-      timeout: r.timeout ?? 30,
-      file: r.command === 'run' ? [] : undefined,
-      json: r.json,
-      stdio: {stdin, output: (stream, chunk) => send(stream === 'stdout' ? F.STDOUT : F.STDERR, chunk)},
-    },
-    (s) => send(F.STDOUT, `${s}\n`),
-  )
-  if (r.json) send(F.STDOUT, jsonDocument(docs, ctx.config))
-  return 0
 }

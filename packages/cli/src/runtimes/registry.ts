@@ -158,16 +158,23 @@ function info(p: Interfaces.Plugin): PluginInfo {
 export async function loadRuntimes(config: Config): Promise<RuntimeRegistry> {
   const opts: RuntimesHookOptions = {apiVersion: 1}
   const res = await config.runHook(RUNTIMES_HOOK as never, opts as never, 10_000, true)
+  return registryFromHook(
+    res.successes.map((s) => ({plugin: info(s.plugin), result: s.result})),
+    res.failures.map((f) => ({plugin: info(f.plugin), error: f.error})),
+  )
+}
+
+/** The registry from what each plugin's hook returned (or threw); a bad declaration marks its plugin broken. */
+export function registryFromHook(successes: readonly {plugin: PluginInfo; result: unknown}[], failures: readonly {plugin: PluginInfo; error: unknown}[]): RuntimeRegistry {
   const contributions: RegisteredRuntime[] = []
-  const broken: BrokenPlugin[] = res.failures.map((f) => ({plugin: info(f.plugin), error: errorMessage(f.error)}))
-  for (const s of res.successes) {
-    const plugin = info(s.plugin)
+  const broken: BrokenPlugin[] = failures.map((f) => ({plugin: f.plugin, error: errorMessage(f.error)}))
+  for (const s of successes) {
     const decls = ([] as unknown[]).concat(s.result ?? [])
     try {
       const defined = decls.map((d) => defineRuntime(d as RuntimeDeclaration))
-      contributions.push(...defined.map((runtime) => ({runtime, plugin})))
+      contributions.push(...defined.map((runtime) => ({runtime, plugin: s.plugin})))
     } catch (err) {
-      broken.push({plugin, error: errorMessage(err)})
+      broken.push({plugin: s.plugin, error: errorMessage(err)})
     }
   }
   return new RuntimeRegistry(contributions, broken)

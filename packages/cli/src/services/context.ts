@@ -28,12 +28,18 @@ export interface ServiceContext {
   info(msg: string): void
 }
 
-export function makeContext(o: {paths: StatePaths; db(): Promise<VmRepository>; config: Config; signal?: AbortSignal; info(msg: string): void}): ServiceContext {
+/** `runtimes` replaces oclif's hook run (the fast path's core plugins, runtimes/core-runtimes.ts). */
+export function makeContext(o: {paths: StatePaths; db(): Promise<VmRepository>; config: Config; signal?: AbortSignal; info(msg: string): void; runtimes?: () => Promise<RuntimeRegistry>}): ServiceContext {
   let registry: Promise<RuntimeRegistry> | undefined
+  const load = o.runtimes ?? (() => loadRuntimes(o.config))
   return {
-    ...o,
+    paths: o.paths,
+    db: o.db,
+    config: o.config,
+    signal: o.signal,
+    info: o.info,
     buildah: new Buildah(imageStore(o.paths.root)),
-    runtimes: () => (registry ??= loadRuntimes(o.config)),
+    runtimes: () => (registry ??= load()),
   }
 }
 
