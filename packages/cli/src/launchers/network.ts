@@ -15,7 +15,7 @@ import {existsSync, openSync, closeSync, writeFileSync, lstatSync, unlinkSync} f
 import {join} from 'node:path'
 import {AgentError, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
-import {didNotStart, killProcess, lastLinesOfFile, pidFromFile, start, tryRun} from '../system/index.js'
+import {didNotStart, killProcess, lastLinesOfFile, pidFromFile, pidIs, pidsWhere, start, tryRun} from '../system/index.js'
 import {isMounted, sh, unlinkQuiet} from './disk.js'
 
 export function netnsPath(vmDir: string): string {
@@ -35,10 +35,12 @@ export async function ensureNetns(vmDir: string): Promise<string> {
   return path
 }
 
+/** A recycled pid must not get killed: it has to be slirp4netns on our namespace path. */
+const isSlirpOf = (vmDir: string) => (cmd: readonly string[]) => Boolean(cmd[0]?.endsWith('slirp4netns')) && cmd.includes(netnsPath(vmDir))
+
 /** The pid in slirp.pid when it is still our slirp4netns for this namespace. */
 export function slirpPid(vmDir: string): number | undefined {
-  // A recycled pid must not get killed: it has to be slirp4netns on our namespace path.
-  return pidFromFile(slirpPidFile(vmDir), (cmd) => Boolean(cmd[0]?.endsWith('slirp4netns')) && cmd.includes(netnsPath(vmDir)))
+  return pidFromFile(slirpPidFile(vmDir), isSlirpOf(vmDir))
 }
 
 /** Starts slirp4netns for the namespace unless it already runs; waits until tap0 is configured. */
@@ -61,6 +63,9 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
   } finally {
     closeSync(log)
   }
+  // Recorded at once, not when it is ready: an agent killed while it comes up must not leave it
+  // behind unrecorded (stopSlirp also looks for one without a pid file).
+  if (proc.pid) writeFileSync(slirpPidFile(vmDir), `${proc.pid}\n`)
   const settled = proc.then((r) => r)
   const ready = proc.stdio[3] as NodeJS.ReadableStream | undefined
   const ok = await new Promise<boolean>((resolve) => {
@@ -81,6 +86,7 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
   ;(ready as unknown as {destroy?: () => void})?.destroy?.()
   if (!ok || !proc.pid) {
     if (proc.pid) process.kill(proc.pid, 'SIGKILL')
+    unlinkQuiet(slirpPidFile(vmDir))
     const tail = lastLinesOfFile(join(vmDir, 'slirp.log'))
     if (!proc.pid || didNotStart(await settled)) {
       throw unavailable('slirp4netns is not installed', 'apt-get install slirp4netns')
@@ -88,14 +94,18 @@ export async function ensureSlirp(vmDir: string, bin = 'slirp4netns'): Promise<n
     throw new AgentError('internal', `slirp4netns did not come up: ${tail || 'no output'}`)
   }
   proc.unref()
-  writeFileSync(slirpPidFile(vmDir), `${proc.pid}\n`)
   logger().debug(`slirp4netns pid ${proc.pid} for ${ns}`)
   return proc.pid
 }
 
+/** Stops this namespace's slirp4netns: the one in slirp.pid, and any without a pid file. */
 export async function stopSlirp(vmDir: string): Promise<void> {
+  const isOurs = isSlirpOf(vmDir)
   const pid = slirpPid(vmDir)
   if (pid) await killProcess(pid, {graceMs: 1_000, isAlive: () => slirpPid(vmDir) !== undefined})
+  // Only a VM with a namespace can have one (releaseNetns comes after this): no /proc walk otherwise.
+  const strays = existsSync(netnsPath(vmDir)) ? pidsWhere(isOurs) : []
+  for (const stray of strays) await killProcess(stray, {graceMs: 1_000, isAlive: () => pidIs(stray, isOurs)})
   unlinkQuiet(slirpPidFile(vmDir))
 }
 

@@ -1,4 +1,4 @@
-import {accessSync, constants, readFileSync, statSync} from 'node:fs'
+import {accessSync, constants, readdirSync, readFileSync, statSync} from 'node:fs'
 import {delimiter, join} from 'node:path'
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -27,12 +27,35 @@ export function pidFromFile(file: string, isOurs: (argv: readonly string[]) => b
     return undefined
   }
   if (!Number.isInteger(pid) || pid <= 1) return undefined
+  return pidIs(pid, isOurs) ? pid : undefined
+}
+
+/** Whether pid is (still) a process whose argv (/proc/<pid>/cmdline) `isOurs` accepts. */
+export function pidIs(pid: number, isOurs: (argv: readonly string[]) => boolean): boolean {
   try {
-    if (isOurs(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'))) return pid
+    return isOurs(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'))
   } catch {
-    // gone
+    return false // gone, or not ours to read
   }
-  return undefined
+}
+
+/**
+ * Every process whose argv (/proc/<pid>/cmdline) `isOurs` accepts: for a helper whose pid file
+ * was never written (its starter was killed in between) or was lost.
+ */
+export function pidsWhere(isOurs: (argv: readonly string[]) => boolean): number[] {
+  const pids: number[] = []
+  let entries: string[]
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return pids
+  }
+  for (const e of entries) {
+    const pid = Number(e)
+    if (Number.isInteger(pid) && pid > 1 && pid !== process.pid && pidIs(pid, isOurs)) pids.push(pid)
+  }
+  return pids
 }
 
 /** Signals a process, or the whole group it leads; a process already gone is not an error. */
