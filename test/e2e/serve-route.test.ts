@@ -103,6 +103,34 @@ describe.each(['gvisor', 'runc'] as const)('vm exec and vm run through agent ser
     expect(results[0]!.stderr).toMatch(/timed out after 2s and was killed \(exit 124\)\nagent exit 124$/)
   })
 
+  it('a client that stops reading holds the guest back: the server does not buffer its output', async () => {
+    const progress = `/tmp/bp-progress-${Date.now()}`
+    // 64 MiB in 1 MiB writes, counting each write done.
+    const cmd = `for i in $(seq 64); do head -c 1048576 /dev/zero; echo $i > ${progress}; done`
+    const read = async () => Number((await a(['vm', 'exec', '--vm', vms[l], '--cmd', `cat ${progress} 2>/dev/null || echo 0`], {env: {AGENT_SERVE_ROUTE: 'off'}})).stdout.trim())
+    const n = served()
+    const c = execa(process.execPath, [AGENT_BIN, 'vm', 'exec', '--vm', vms[l], '--timeout', '300', '--cmd', cmd], {env: {...st.env, NO_COLOR: '1'}, reject: false, stdin: 'ignore', stdout: 'ignore'})
+    expect(await waitUntil(() => served() === n + 1, 30_000)).toBe(true)
+    c.kill('SIGSTOP')
+    try {
+      // Until the count stands still (held) or reaches 64 (nothing held it).
+      let last = -1
+      let same = 0
+      for (let i = 0; i < 120 && same < 3 && last < 64; i++) {
+        const now = await read()
+        same = now === last ? same + 1 : 0
+        last = now
+        await new Promise((r) => setTimeout(r, 500))
+      }
+      expect(last, 'MiB the guest wrote while its client read nothing').toBeLessThan(64)
+    } finally {
+      c.kill('SIGCONT')
+    }
+    const r = await c
+    expect(r.exitCode, String(r.stderr)).toBe(0)
+    expect(await read()).toBe(64)
+  })
+
   it('vm run and --hello', async () => {
     const run = await both(['vm', 'run', '--vm', vms[l], '--', 'python3', '-c', 'import sys; print(6*7); sys.exit(4)'])
     expect(run.routed).toMatchObject({code: 4, stdout: '42\n'})

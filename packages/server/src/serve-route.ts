@@ -75,9 +75,29 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
     let inflight = 0
     const abort = new AbortController()
     const timer = setTimeout(() => sock.destroy(), HELLO_MS)
-    const send = (type: typeof F.STDOUT | typeof F.STDERR, data: Buffer | string) => {
-      if (sock.destroyed || !sock.writable || data.length === 0) return
-      for (const f of F.dataFrames(type, typeof data === 'string' ? Buffer.from(data, 'utf8') : data)) sock.write(f)
+    /** Whether the socket takes more now (false: the client reads slower than the command writes). */
+    const send = (type: typeof F.STDOUT | typeof F.STDERR, data: Buffer | string): boolean => {
+      if (sock.destroyed || !sock.writable || data.length === 0) return true
+      let more = true
+      for (const f of F.dataFrames(type, typeof data === 'string' ? Buffer.from(data, 'utf8') : data)) more = sock.write(f) && more
+      return more
+    }
+    // The command's output, held back while the client's socket is full (the launcher stops reading
+    // the guest, ExecRequest.onOutput): one wait shared by every chunk until it drains or closes.
+    let full: Promise<void> | undefined
+    const output = (stream: 'stdout' | 'stderr', chunk: Buffer): Promise<void> | undefined => {
+      if (send(stream === 'stdout' ? F.STDOUT : F.STDERR, chunk)) return undefined
+      full ??= new Promise<void>((resolve) => {
+        const done = () => {
+          sock.off('drain', done)
+          sock.off('close', done)
+          full = undefined
+          resolve()
+        }
+        sock.on('drain', done)
+        sock.on('close', done)
+      })
+      return full
     }
     const cons = {level: 'info' as const, write: (line: string) => send(F.STDERR, line)}
     sock.on('error', () => undefined)
@@ -163,7 +183,7 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
       const rctx: ServiceContext = {...ctx, signal: abort.signal}
       let code = 0
       try {
-        code = await withConsole(cons, () => runRoutedCommand(rctx, r, {stdout: (s) => send(F.STDOUT, s), stdio: {stdin, output: (stream, chunk) => send(stream === 'stdout' ? F.STDOUT : F.STDERR, chunk)}}))
+        code = await withConsole(cons, () => runRoutedCommand(rctx, r, {stdout: (s) => void send(F.STDOUT, s), stdio: {stdin, output}}))
       } catch (err) {
         const out = errorOutput(err as Error, {json: r.json, debug: false})
         send(F.STDOUT, out.stdout)

@@ -47,9 +47,10 @@ export interface ExecCommandInput {
   json: boolean
   /**
    * agent serve's route: the client's stdin (undefined: none) and where a single VM's output
-   * streams, instead of this process's own stdio.
+   * streams, instead of this process's own stdio; `output` returns a promise while the client is
+   * full, and the guest's output waits for it (ExecRequest.onOutput).
    */
-  stdio?: {stdin?: Readable; output(stream: 'stdout' | 'stderr', chunk: Buffer): void}
+  stdio?: {stdin?: Readable; output(stream: 'stdout' | 'stderr', chunk: Buffer): void | PromiseLike<void>}
 }
 
 /**

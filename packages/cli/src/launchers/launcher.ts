@@ -83,8 +83,12 @@ export interface ExecRequest {
   /** 'inherit' streams live to our stdout/stderr; 'capture' keeps output (capped at maxCaptureBytes). */
   output: 'inherit' | 'capture'
   maxCaptureBytes?: number
-  /** Called with each chunk as it arrives, in capture mode too. */
-  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void
+  /**
+   * Called with each chunk as it arrives, in capture mode too. A returned promise means "full":
+   * the OCI launchers stop reading the guest until it settles (launchers/output-gate.ts), so the
+   * guest blocks on its output instead of the host buffering it; others take it as void.
+   */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void | PromiseLike<void>
   /** Aborts the command (Ctrl-C). */
   signal?: AbortSignal
   /**

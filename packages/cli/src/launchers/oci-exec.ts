@@ -11,6 +11,7 @@ import {AgentError, errorMessage, ExitCode, unavailable} from '../errors.js'
 import {logger} from '../logging/logger.js'
 import type {VmRecord} from '../state/vm-record.js'
 import {CappedOutput, findBinary, start, TailBuffer, tryRun} from '../system/index.js'
+import {OutputGate} from './output-gate.js'
 import {ChannelError, type ChannelExit, type ChannelProcess, channelSocketPath, type GuestChannel, openChannel} from './guest-channel.js'
 import {oomKills} from './host-cgroups.js'
 import type {ExecRequest, ExecResult, LaunchContext, TtySize} from './launcher.js'
@@ -72,33 +73,24 @@ async function channelExec(ch: GuestChannel, rt: OciRuntime, vm: VmRecord, ctx: 
   const oomBefore = oomKills(vm.id)
   logger().debug(`${vm.id}: exec over the channel: ${req.argv.join(' ')}`)
   let p: ChannelProcess
-  // Our stdout is full (a slow reader): stop reading the guest until it drains, so memory stays
-  // bounded and agent-init in turn stops reading the command (it blocks on its pipe).
-  // One 'drain' listener per stream: frames already read keep arriving after the pause, and a
-  // listener each would pile up on process.stdout.
-  const waiting = new Set<NodeJS.WriteStream>()
-  const wait = (w: NodeJS.WriteStream) => {
-    if (waiting.has(w)) return
-    if (waiting.size === 0) p.pause()
-    waiting.add(w)
-    w.once('drain', () => {
-      waiting.delete(w)
-      if (waiting.size === 0) p.resume()
-    })
-  }
+  // A full consumer stops our reading of the guest; agent-init in turn stops reading the command.
+  const gate = new OutputGate(
+    () => p.pause(),
+    () => p.resume(),
+  )
   try {
     p = ch.exec(
       {argv: req.argv, env: guestEnv(vm, ctx, req), cwd: req.workdir, timeoutMs: timeoutSec * 1000, stdin: Boolean(req.stdin), pty: req.tty && ttySize(req.tty)},
       {
         onStdout: (b) => {
           if (capture) out.push(b)
-          else if (!process.stdout.write(b)) wait(process.stdout)
-          req.onOutput?.('stdout', b)
+          else gate.write(process.stdout, b)
+          gate.hold(req.onOutput?.('stdout', b))
         },
         onStderr: (b) => {
           if (capture) err.push(b)
-          else if (!process.stderr.write(b)) wait(process.stderr)
-          req.onOutput?.('stderr', b)
+          else gate.write(process.stderr, b)
+          gate.hold(req.onOutput?.('stderr', b))
         },
       },
     )
@@ -245,16 +237,21 @@ async function runtimeExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: Laun
   }
   const out = new CappedOutput(max)
   const err = new CappedOutput(max)
+  // As over the channel: a full consumer stops our reading, and the guest blocks on its pipes.
+  const gate = new OutputGate(
+    () => (proc.stdout?.pause(), proc.stderr?.pause()),
+    () => (proc.stdout?.resume(), proc.stderr?.resume()),
+  )
   proc.stdout?.on('data', (b: Buffer) => {
     if (capture) out.push(b)
-    else process.stdout.write(b)
-    req.onOutput?.('stdout', b)
+    else gate.write(process.stdout, b)
+    gate.hold(req.onOutput?.('stdout', b))
   })
   proc.stderr?.on('data', (b: Buffer) => {
     errTail.push(b)
     if (capture) err.push(b)
-    else process.stderr.write(b)
-    req.onOutput?.('stderr', b)
+    else gate.write(process.stderr, b)
+    gate.hold(req.onOutput?.('stderr', b))
   })
 
   // The runtime forwards SIGTERM/SIGINT to agent-init, which kills the whole guest tree.

@@ -167,7 +167,11 @@ function runningGuest(ctx: ServiceContext, vm: VmRecord, timeoutSec: number): Gu
       output: 'capture',
       maxCaptureBytes: 64 * 1024,
       stdin: extra.stdin,
-      onOutput: extra.onStdout ? (s, b) => s === 'stdout' && extra.onStdout!(b) : undefined,
+      onOutput: extra.onStdout
+        ? (s, b) => {
+            if (s === 'stdout') extra.onStdout!(b)
+          }
+        : undefined,
       signal: signals.length ? AbortSignal.any(signals) : undefined,
     })
     return result
