@@ -85,8 +85,9 @@ export interface ExecRequest {
   maxCaptureBytes?: number
   /**
    * Called with each chunk as it arrives, in capture mode too. A returned promise means "full":
-   * the OCI launchers stop reading the guest until it settles (launchers/output-gate.ts), so the
-   * guest blocks on its output instead of the host buffering it; others take it as void.
+   * the OCI launchers' exec channel stops reading the guest until it settles
+   * (launchers/output-gate.ts), so the guest blocks on its output instead of the host buffering
+   * it; the runtime-exec fallback and the other launchers take it as void.
    */
   onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void | PromiseLike<void>
   /** Aborts the command (Ctrl-C). */

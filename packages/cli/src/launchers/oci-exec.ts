@@ -237,21 +237,18 @@ async function runtimeExec(rt: OciRuntime, vm: VmRecord, root: string, ctx: Laun
   }
   const out = new CappedOutput(max)
   const err = new CappedOutput(max)
-  // As over the channel: a full consumer stops our reading, and the guest blocks on its pipes.
-  const gate = new OutputGate(
-    () => (proc.stdout?.pause(), proc.stderr?.pause()),
-    () => (proc.stdout?.resume(), proc.stderr?.resume()),
-  )
+  // Read as it comes, never held back (unlike the channel): once the runtime process exits, its
+  // pipes get only a moment before they are closed (below), and a paused one would lose output.
   proc.stdout?.on('data', (b: Buffer) => {
     if (capture) out.push(b)
-    else gate.write(process.stdout, b)
-    gate.hold(req.onOutput?.('stdout', b))
+    else process.stdout.write(b)
+    req.onOutput?.('stdout', b)
   })
   proc.stderr?.on('data', (b: Buffer) => {
     errTail.push(b)
     if (capture) err.push(b)
-    else gate.write(process.stderr, b)
-    gate.hold(req.onOutput?.('stderr', b))
+    else process.stderr.write(b)
+    req.onOutput?.('stderr', b)
   })
 
   // The runtime forwards SIGTERM/SIGINT to agent-init, which kills the whole guest tree.
