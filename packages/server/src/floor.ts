@@ -12,6 +12,7 @@ export {configSection} from '@agent/cli/dist/config/state-config.js'
 export {logger} from '@agent/cli/dist/logging/logger.js'
 export {parseLanguageRef} from '@agent/cli/dist/runtimes/registry.js'
 export {writeFileAtomic} from '@agent/cli/dist/util/files.js'
+export {drainedOrClosed} from '@agent/cli/dist/util/drained.js'
 // agent serve's route (serve-route.ts): the commands' own front-end code, run for a CLI client.
 export {errorOutput} from '@agent/cli/dist/cli/error-output.js'
 export {withConsole} from '@agent/cli/dist/logging/logger.js'

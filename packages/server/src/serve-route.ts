@@ -12,6 +12,7 @@ import {createServer, type Socket} from 'node:net'
 import {PassThrough} from 'node:stream'
 import {
   AgentError,
+  drainedOrClosed,
   errorMessage,
   errorOutput,
   frames as F,
@@ -87,15 +88,8 @@ export async function openServeRoute(ctx: ServiceContext, o: {path: string; vers
     let full: Promise<void> | undefined
     const output = (stream: 'stdout' | 'stderr', chunk: Buffer): Promise<void> | undefined => {
       if (send(stream === 'stdout' ? F.STDOUT : F.STDERR, chunk)) return undefined
-      full ??= new Promise<void>((resolve) => {
-        const done = () => {
-          sock.off('drain', done)
-          sock.off('close', done)
-          full = undefined
-          resolve()
-        }
-        sock.on('drain', done)
-        sock.on('close', done)
+      full ??= drainedOrClosed(sock).then(() => {
+        full = undefined
       })
       return full
     }

@@ -11,7 +11,7 @@
  */
 import {fileURLToPath} from 'node:url'
 import type {Config} from '@oclif/core'
-import {routableRequest} from '../fast/route-request.js'
+import {defaultRendering, routableRequest} from '../fast/route-request.js'
 
 /** Services in this path never read oclif's config (only --json and runtimes would; neither comes here). */
 const NO_CONFIG = new Proxy(
@@ -25,8 +25,7 @@ const NO_CONFIG = new Proxy(
 
 export async function tryLocalCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
   if (env.AGENT_FAST_PATH === 'off') return undefined
-  // Settings only oclif's flag parsing reads (base-command.ts): theirs to apply.
-  if ((env.AGENT_LOG_LEVEL && env.AGENT_LOG_LEVEL !== 'info') || env.AGENT_LOG_FILE || env.AGENT_CONTENT_TYPE) return undefined
+  if (!defaultRendering(env)) return undefined
   const req = routableRequest(argv)
   // --json is rendered by oclif (its colorizer and theme).
   if (!req || req.json) return undefined

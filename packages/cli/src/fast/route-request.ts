@@ -128,6 +128,15 @@ export function routableRequest(argv: readonly string[]): RoutedRequest | undefi
   return {kind: 'exec', command, vm, cmd, argv: p.rest, hello, env: f.get('env') ?? [], workdir: f.get('workdir')?.[0], timeout, json: f.has('json')}
 }
 
+/**
+ * Whether the environment leaves rendering at the default: log level info, no log file, no JSON
+ * content type. Only oclif's flag parsing (base-command.ts) applies the others, so the route and
+ * the CLI's fast path take a command line only when this holds.
+ */
+export function defaultRendering(env: NodeJS.ProcessEnv): boolean {
+  return !((env.AGENT_LOG_LEVEL && env.AGENT_LOG_LEVEL !== 'info') || env.AGENT_LOG_FILE || env.AGENT_CONTENT_TYPE)
+}
+
 /** AGENT_* variables that do not change what exec or list do (server-only, or create-only). */
 const ROUTE_ENV_IGNORED = new Set(['AGENT_API_KEY', 'AGENT_LAUNCHER', 'AGENT_RUNTIME', 'AGENT_SERVE_ROUTE', 'AGENT_STATE_DIR', 'AGENT_PULL_TIMEOUT', 'AGENT_APT_MIRROR'])
 

@@ -11,7 +11,7 @@ import {connect, type Socket} from 'node:net'
 import {join} from 'node:path'
 import {isatty} from 'node:tty'
 import {ackedBytes, dataFrames, encodeFrame, exitCodeOf, FROM_SERVER, FrameReader, GO, HELLO, MAX_DATA_FRAME, READY, ROUTE_PROTOCOL, SIGNAL, STDERR, STDIN, STDIN_ACK, STDIN_END, STDIN_WINDOW, STDOUT, EXIT, type Frame} from './frames.js'
-import {routableRequest, routeEnv, type RouteHello} from './route-request.js'
+import {defaultRendering, routableRequest, routeEnv, type RouteHello} from './route-request.js'
 import {resolveStateDir} from './state-root.js'
 
 /** How long a server may take to accept or refuse before the CLI goes its own way. */
@@ -25,7 +25,7 @@ function cliVersion(): string {
 export function routeHello(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, stdinIsTty = isatty(0)): RouteHello | undefined {
   if (env.AGENT_SERVE_ROUTE === 'off') return undefined
   // The route renders at the default level without a log file, as a plain command would.
-  if ((env.AGENT_LOG_LEVEL && env.AGENT_LOG_LEVEL !== 'info') || env.AGENT_LOG_FILE || env.AGENT_CONTENT_TYPE) return undefined
+  if (!defaultRendering(env)) return undefined
   const req = routableRequest(argv)
   if (!req) return undefined
   // A single streamed exec reads stdin unless it is a terminal (vm exec without -i); --json never does.

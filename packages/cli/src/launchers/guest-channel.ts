@@ -15,6 +15,7 @@
 import {closeSync, fstatSync, openSync, constants as fsConstants} from 'node:fs'
 import {connect, type Socket} from 'node:net'
 import {join} from 'node:path'
+import {drainedOrClosed} from '../util/drained.js'
 import {diskLayout} from './disk.js'
 import {GUEST_CHANNEL_DIR, GUEST_CHANNEL_SOCKET} from './oci-spec.js'
 
@@ -389,18 +390,8 @@ export class GuestChannel {
     this.fail(new ChannelError('closed', 'closed by the host'))
   }
 
-  /** Resolves on 'drain' or 'close', and takes back the other listener: a long stdin waits for
-   *  drain many times, and leftover 'close' listeners would pile up on the one socket. */
+  /** Resolves once the socket takes more stdin again (or is gone). */
   private drained(): Promise<void> {
-    const sock = this.sock
-    if (!sock.writableNeedDrain || sock.destroyed) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        sock.off('drain', done)
-        sock.off('close', done)
-        resolve()
-      }
-      sock.once('drain', done).once('close', done)
-    })
+    return !this.sock.writableNeedDrain || this.sock.destroyed ? Promise.resolve() : drainedOrClosed(this.sock)
   }
 }
